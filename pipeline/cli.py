@@ -55,3 +55,7 @@ def run(config: Path = typer.Argument(None, help="Run config (YAML). Without it,
                           f"ECE {test['ece']:.3f}   (label model on test: {agg.get('test_accuracy')})")
     console.print(f"results: {run_dir}/  (metrics.json, predictions.parquet, model/, run.log)")
     typer.echo(str(run_dir))
+
+
+if __name__ == "__main__":
+    app()

@@ -94,7 +94,7 @@ def knn_label_distribution(embeddings: np.ndarray, label_proba: np.ndarray, pool
     # keep the first k valid neighbours of each row
     valid &= np.cumsum(valid, axis=1) <= k
     dist = np.sqrt(np.maximum(2.0 - 2.0 * sims, 0.0))
-    weights = np.where(valid, 1.0 / (dist + eps), 0.0)
+    weights = np.divide(1.0, dist + eps, out=np.zeros_like(dist), where=valid)
     dist_labels = np.einsum("nk,nkc->nc", weights, label_proba[np.maximum(global_nbrs, 0)])
     total = dist_labels.sum(axis=1, keepdims=True)
     return np.where(total > 0, dist_labels / np.maximum(total, 1e-12), out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pandas as pd
@@ -148,6 +149,7 @@ def train_stage(run: Run) -> dict:
 
 
 def evaluate_stage(run: Run) -> dict:
+    start = time.perf_counter()
     items = run.read_parquet("items.parquet")
     gold = items["gold"].to_numpy()
     split = items["split"].to_numpy()
@@ -174,6 +176,7 @@ def evaluate_stage(run: Run) -> dict:
         "timings": dict(run.timings),
         "skipped_stages": list(run.skipped),
     }
+    metrics["timings"]["evaluate"] = time.perf_counter() - start
     write_json(metrics, run.path("metrics.json"))
     return {"test_accuracy": metrics["test"].get("accuracy")}
 

@@ -84,7 +84,7 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-            total += float(loss)
+            total += loss.item()
         record = {"epoch": epoch + 1, "train_loss": total / max(len(loader), 1)}
         if valid_texts:
             proba = predict_proba(result, valid_texts, batch_size=cfg.batch_size * 2, max_length=cfg.max_length,
