@@ -4,12 +4,11 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import require_shared
 
 from pipeline.config import DataConfig
 from pipeline.data import load_items
 from pipeline.errors import InputError
-
-from conftest import require_shared
 
 CLASSES = ["pos", "neg"]
 ROWS = [["id", "text", "label", "split", "ann"],
