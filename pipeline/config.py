@@ -57,11 +57,23 @@ class NeighborsConfig(Section):
     clean_fraction: float = Field(0.5, gt=0, le=1)
     certain_threshold: float = Field(0.9, gt=0, le=1)
     dominant_threshold: float = Field(0.8, gt=0, le=1)
+    # clean items (the kNN pool): by label-model confidence, by the training dynamics of small heads
+    # fit on the noisy labels, or auto (dynamics when the confidences cannot rank, e.g. one labeler)
+    clean_by: Literal["auto", "confidence", "dynamics"] = "auto"
+    dynamics_heads: int = Field(3, ge=1)
+    dynamics_epochs: int = Field(10, ge=2)
+    index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"  # auto: exact up to exact_max vectors, IVF beyond
+    exact_max: int = Field(50_000, ge=1)
+    nprobe: int = Field(8, ge=1)
+    use_gpu: bool = True
 
 
 class DenoiseConfig(Section):
     method: str = "knn"
     threshold: float = Field(0.7, gt=0, le=1)
+    # step aside when the refined labels agree with the noisy valid labels (through a fixed classifier)
+    # more than this much less than the raw labels do; null = never
+    guard: float | None = Field(0.01, ge=0)
     params: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 EXACT_INDEX_MAX = 50_000  # above this many vectors an approximate (IVF) index is used
+INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
 
 
 def embed_texts(texts: list[str], model: str, batch_size: int = 64, cache_dir: Path | None = None,
@@ -48,56 +49,83 @@ def embed_texts(texts: list[str], model: str, batch_size: int = 64, cache_dir: P
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-def build_index(vectors: np.ndarray, exact_max: int = EXACT_INDEX_MAX, seed: int = 0):
-    """A FAISS inner-product index over L2-normalized (N, D) vectors: exact up to `exact_max`, IVF beyond.
+def choose_index_kind(n: int, kind: str = "auto", exact_max: int = EXACT_INDEX_MAX) -> str:
+    """The index kind for `n` vectors: `kind` itself unless "auto", then "flat" (exact) up to `exact_max`
+    and "ivf" beyond (IVF answers a batch of queries faster than HNSW on CPU and builds in seconds)."""
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"unknown index kind '{kind}'; use one of {', '.join(INDEX_KINDS)}")
+    if kind != "auto":
+        return kind
+    return "flat" if n <= exact_max else "ivf"
 
-    Uses the GPU when faiss was built with it and one is visible.
+
+def build_index(vectors: np.ndarray, exact_max: int = EXACT_INDEX_MAX, seed: int = 0, kind: str = "auto",
+                nprobe: int = 8, hnsw_m: int = 32, use_gpu: bool = True):
+    """A FAISS inner-product index over L2-normalized (N, D) vectors.
+
+    kind: "flat" (exact), "ivf" (IVFFlat, nlist ~ sqrt(N), trained on a seeded sample, `nprobe` lists
+    searched), "hnsw" (HNSW flat, `hnsw_m` links, efSearch 64), or "auto" (see `choose_index_kind`).
+    Flat and IVF indexes go to the GPU when faiss was built with it, one is visible and `use_gpu`.
     """
     import faiss
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, d = vectors.shape
-    if n <= exact_max:
+    kind = choose_index_kind(n, kind, exact_max)
+    if kind == "flat":
         index = faiss.IndexFlatIP(d)
-    else:
-        nlist = int(min(4 * np.sqrt(n), n // 39))
+    elif kind == "ivf":
+        nlist = int(max(1, min(np.sqrt(n), n // 39, 65536)))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = vectors[np.random.default_rng(seed).choice(n, size=min(n, 64 * nlist), replace=False)]
+        index.cp.seed = seed
+        sample = vectors[np.sort(np.random.default_rng(seed).choice(n, size=min(n, 40 * nlist), replace=False))]
         index.train(sample)
-        index.nprobe = 8
-    if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
+        index.nprobe = min(nprobe, nlist)
+    else:
+        index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = 64
+    if use_gpu and kind != "hnsw" and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
         index = faiss.index_cpu_to_all_gpus(index)
     index.add(vectors)
     return index
 
 
 def knn_label_distribution(embeddings: np.ndarray, label_proba: np.ndarray, pool: np.ndarray, k: int = 10,
-                           eps: float = 1e-6) -> np.ndarray:
+                           eps: float = 1e-6, index_kind: str = "auto", exact_max: int = EXACT_INDEX_MAX,
+                           nprobe: int = 8, use_gpu: bool = True, chunk_size: int = 65536,
+                           seed: int = 0) -> np.ndarray:
     """(N, K) distance-weighted label distribution of each item's k nearest neighbours in `pool`.
 
     embeddings: (N, D) L2-normalized. label_proba: (N, K) labels of the items (one-hot or soft).
     pool: (N,) bool, the items allowed as neighbours (e.g. judged clean). An item is never its own
     neighbour. Weights are 1 / (L2 distance + eps). Items with no neighbour get a uniform row.
+    Queries run in chunks of `chunk_size` rows, so memory stays O(chunk_size * k * K) beyond the index.
     """
     n, n_classes = label_proba.shape
+    if embeddings.shape[0] != n or pool.shape[0] != n:
+        raise ValueError(f"embeddings ({embeddings.shape[0]}), label_proba ({n}) and pool ({pool.shape[0]}) "
+                         "must have the same number of rows")
     pool_idx = np.flatnonzero(pool)
     out = np.full((n, n_classes), 1.0 / n_classes)
     if len(pool_idx) == 0:
         return out
-    index = build_index(embeddings[pool_idx])
+    index = build_index(embeddings[pool_idx], exact_max=exact_max, seed=seed, kind=index_kind, nprobe=nprobe,
+                        use_gpu=use_gpu)
     kk = min(k + 1, len(pool_idx))
-    sims, nbrs = index.search(np.ascontiguousarray(embeddings, dtype=np.float32), kk)
-    valid = nbrs >= 0
-    global_nbrs = np.where(valid, pool_idx[np.maximum(nbrs, 0)], -1)
-    is_self = global_nbrs == np.arange(n)[:, None]
-    valid &= ~is_self
-    # keep the first k valid neighbours of each row
-    valid &= np.cumsum(valid, axis=1) <= k
-    dist = np.sqrt(np.maximum(2.0 - 2.0 * sims, 0.0))
-    weights = np.divide(1.0, dist + eps, out=np.zeros_like(dist), where=valid)
-    dist_labels = np.einsum("nk,nkc->nc", weights, label_proba[np.maximum(global_nbrs, 0)])
-    total = dist_labels.sum(axis=1, keepdims=True)
-    return np.where(total > 0, dist_labels / np.maximum(total, 1e-12), out)
+    pool_labels = np.asarray(label_proba, dtype=np.float32)[pool_idx]
+    for start in range(0, n, chunk_size):
+        rows = np.arange(start, min(n, start + chunk_size))
+        sims, nbrs = index.search(np.ascontiguousarray(embeddings[rows], dtype=np.float32), kk)
+        valid = nbrs >= 0
+        global_nbrs = np.where(valid, pool_idx[np.maximum(nbrs, 0)], -1)
+        valid &= global_nbrs != rows[:, None]  # never its own neighbour
+        valid &= np.cumsum(valid, axis=1) <= k  # the first k valid neighbours of each row
+        dist = np.sqrt(np.maximum(2.0 - 2.0 * sims, 0.0))
+        weights = np.divide(1.0, dist + eps, out=np.zeros_like(dist), where=valid)
+        dist_labels = np.einsum("nk,nkc->nc", weights, pool_labels[np.maximum(nbrs, 0)])
+        total = dist_labels.sum(axis=1, keepdims=True)
+        out[rows] = np.where(total > 0, dist_labels / np.maximum(total, 1e-12), out[rows])
+    return out
 
 
 @dataclass
@@ -138,3 +166,84 @@ def clean_by_confidence(confidence: np.ndarray, eligible: np.ndarray, fraction: 
     mask = np.zeros(len(confidence), dtype=bool)
     mask[chosen] = True
     return mask
+
+
+@dataclass
+class TrainingDynamics:
+    """What small classifier heads fit on the noisy labels did, epoch by epoch. M heads, E epochs.
+
+    proba: (M, E, N, K) softmax of each head after each epoch (eval mode).
+    distance: (M, E, N) L2 distance of each item's hidden vector to the centroid of its noisy class
+    (centroids from the fitted items' noisy labels only); NaN for items without a label.
+    """
+
+    proba: np.ndarray
+    distance: np.ndarray
+
+    def features(self) -> np.ndarray:
+        """(N, E*K) the head-averaged per-epoch class probabilities: the dynamics feature W."""
+        mean = self.proba.mean(axis=0)  # (E, N, K)
+        return np.transpose(mean, (1, 0, 2)).reshape(mean.shape[1], -1).astype(np.float32)
+
+    def final_proba(self) -> np.ndarray:
+        """(N, K) the head-averaged probabilities after the last epoch."""
+        return self.proba[:, -1].mean(axis=0)
+
+
+def training_dynamics(embeddings: np.ndarray, labels: np.ndarray, fit: np.ndarray, n_classes: int,
+                      n_heads: int = 3, epochs: int = 10, hidden: int = 256, lr: float = 1e-3,
+                      weight_decay: float = 1e-4, batch_size: int = 64, seed: int = 0) -> TrainingDynamics:
+    """Fit `n_heads` small MLP heads (D -> hidden -> K, dropout 0.1 / 0.2 / 0.3 ...) on the frozen
+    embeddings (N, D) with the noisy `labels` (N,) int (-1 = none) of the items in `fit` (N,) bool,
+    and record every item's probabilities and centroid distance after each epoch. CPU, seconds."""
+    import torch
+
+    labels = np.asarray(labels)
+    fit = np.asarray(fit, dtype=bool) & (labels >= 0)
+    if not fit.any():
+        raise ValueError("training_dynamics: no labelled item to fit the heads on")
+    x_all = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32))
+    y_all = torch.as_tensor(labels, dtype=torch.long)
+    fit_idx = torch.as_tensor(np.flatnonzero(fit))
+    n = len(labels)
+    proba = np.zeros((n_heads, epochs, n, n_classes), dtype=np.float32)
+    distance = np.full((n_heads, epochs, n), np.nan, dtype=np.float32)
+    labelled = torch.as_tensor(labels >= 0)
+    for m in range(n_heads):
+        torch.manual_seed(seed * 1000 + m)
+        body = torch.nn.Sequential(torch.nn.Dropout(0.1 * (m + 1)), torch.nn.Linear(x_all.shape[1], hidden),
+                                   torch.nn.ReLU())
+        head = torch.nn.Linear(hidden, n_classes)
+        params = [*body.parameters(), *head.parameters()]
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        gen = torch.Generator().manual_seed(seed * 1000 + m)
+        for epoch in range(epochs):
+            body.train()
+            order = fit_idx[torch.randperm(len(fit_idx), generator=gen)]
+            for start in range(0, len(order), batch_size):
+                b = order[start:start + batch_size]
+                loss = torch.nn.functional.cross_entropy(head(body(x_all[b])), y_all[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            body.eval()
+            with torch.no_grad():
+                h = torch.cat([body(x_all[i:i + 65536]) for i in range(0, n, 65536)])
+                proba[m, epoch] = torch.softmax(head(h), dim=-1).numpy()
+                onehot = torch.nn.functional.one_hot(y_all[fit_idx], n_classes).float()  # (F, K)
+                counts = onehot.sum(0)
+                centroids = (onehot.T @ h[fit_idx]) / counts.clamp_min(1)[:, None]  # (K, H)
+                lab = torch.where(labelled, y_all, 0)
+                d = (h - centroids[lab]).norm(dim=1)
+                d[~labelled | (counts[lab] == 0)] = float("nan")
+                distance[m, epoch] = d.numpy()
+    return TrainingDynamics(proba, distance)
+
+
+def clean_by_dynamics(dynamics: TrainingDynamics, eligible: np.ndarray, fraction: float) -> np.ndarray:
+    """(N,) bool: the `fraction` of eligible items whose hidden vectors stay closest to their noisy
+    class centroid over training (score = mean over heads of mean_e(d) + std_e(d), lowest = clean)."""
+    d = dynamics.distance  # (M, E, N)
+    score = (np.nanmean(d, axis=1) + np.nanstd(d, axis=1, ddof=1 if d.shape[1] > 1 else 0)).mean(axis=0)
+    score = np.where(np.isnan(score), np.inf, score)
+    return clean_by_confidence(-score, np.asarray(eligible, dtype=bool) & np.isfinite(score), fraction)

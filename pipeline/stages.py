@@ -12,7 +12,15 @@ from .artifacts import write_json, write_npy, write_parquet
 from .denoise import DenoiseInputs, run_denoiser
 from .labelmodels import make_label_model
 from .metrics import accuracy, classification_report
-from .neighbors import candidate_sets, clean_by_confidence, embed_texts, knn_label_distribution
+from .neighbors import (
+    TrainingDynamics,
+    candidate_sets,
+    clean_by_confidence,
+    clean_by_dynamics,
+    embed_texts,
+    knn_label_distribution,
+    training_dynamics,
+)
 from .runner import Run, Stage, lf_sources_digest, proba_columns
 
 log = logging.getLogger("labelpipe")
@@ -86,14 +94,30 @@ def neighbors_stage(run: Run) -> dict:
                       cache_dir=run.path("cache/embeddings"), progress=run.progress)
     write_npy(emb, run.path("embeddings.npy"))
     proba = proba_columns(agg, "p_")
-    onehot = np.eye(proba.shape[1])[proba.argmax(axis=1)]
-    eligible = agg["covered"].to_numpy() & (items["split"] != "test").to_numpy()
-    clean = clean_by_confidence(agg["confidence"].to_numpy(), eligible, cfg.clean_fraction)
-    knn = knn_label_distribution(emb, onehot, clean, k=cfg.k)
+    label = proba.argmax(axis=1)
+    onehot = np.eye(proba.shape[1])[label]
+    covered = agg["covered"].to_numpy()
+    split = items["split"].to_numpy()
+    eligible = covered & (split != "test")
+    confidence = agg["confidence"].to_numpy()
+    clean_by = cfg.clean_by
+    if clean_by == "auto":  # confidences that take at most two values cannot rank the items
+        clean_by = "dynamics" if len(np.unique(np.round(confidence[eligible], 6))) <= 2 else "confidence"
+    dyn_path = run.path("dynamics.npz")
+    if clean_by == "dynamics":
+        dyn = training_dynamics(emb, np.where(covered, label, -1), eligible & (split == "train"), proba.shape[1],
+                                n_heads=cfg.dynamics_heads, epochs=cfg.dynamics_epochs, seed=run.cfg.seed)
+        clean = clean_by_dynamics(dyn, eligible, cfg.clean_fraction)
+        np.savez(dyn_path, proba=dyn.proba, distance=dyn.distance)
+    else:
+        clean = clean_by_confidence(confidence, eligible, cfg.clean_fraction)
+        dyn_path.unlink(missing_ok=True)
+    knn = knn_label_distribution(emb, onehot, clean, k=cfg.k, index_kind=cfg.index, exact_max=cfg.exact_max,
+                                 nprobe=cfg.nprobe, use_gpu=cfg.use_gpu, seed=run.cfg.seed)
     cands = candidate_sets(knn, cfg.certain_threshold, cfg.dominant_threshold)
     write_parquet(_frame(items["id"], {"knn_": knn, "cand_": cands.weights}, clean=clean, certain=cands.certain,
                          kind=cands.kind), run.path("neighbors.parquet"))
-    return {"n_clean": int(clean.sum()), "certain": float(cands.certain.mean())}
+    return {"n_clean": int(clean.sum()), "clean_by": clean_by, "certain": float(cands.certain.mean())}
 
 
 def denoise_stage(run: Run) -> dict:
@@ -106,15 +130,23 @@ def denoise_stage(run: Run) -> dict:
         candidates=proba_columns(nbr, "cand_"), certain=nbr["certain"].to_numpy(),
         embeddings=np.load(run.path("embeddings.npy")), split=items["split"].to_numpy(),
         texts=items["text"].tolist(), seed=run.cfg.seed)
+    if run.path("dynamics.npz").exists():
+        with np.load(run.path("dynamics.npz")) as z:
+            inputs.dynamics = TrainingDynamics(z["proba"], z["distance"])
     params = {"threshold": cfg.threshold} if cfg.method == "knn" else {}
     params.update(cfg.params)
-    refined = run_denoiser(cfg.method, inputs, **params)
+    refined = run_denoiser(cfg.method, inputs, guard_tolerance=cfg.guard, **params)
     label = refined.proba.argmax(axis=1)
     write_parquet(_frame(items["id"], {"r_": refined.proba}, label=label, weight=refined.weight),
                   run.path("refined.parquet"))
     before = inputs.proba.argmax(axis=1)
     changed = (label != before) | ((refined.weight > 0) & ~inputs.covered)
     summary = {"changed": int(changed.sum())}
+    info = refined.info or {}
+    summary.update({k: info[k] for k in ("stepped_aside", "guard_raw", "guard_refined", "flagged") if k in info})
+    if "flagged" in info and info.get("action") == "prune":
+        pruned = (refined.weight == 0) & inputs.covered
+        summary["pruned"] = int(pruned.sum())
     gold = items["gold"].to_numpy()
     if (gold >= 0).any():
         has = changed & (gold >= 0)

@@ -20,6 +20,7 @@ class DenoiseInputs:
     split: np.ndarray  # (N,) "train" | "valid" | "test"
     texts: list[str] | None = None
     seed: int = 0
+    dynamics: object | None = None  # neighbors.TrainingDynamics of heads fit on the noisy labels, if computed
 
 
 @dataclass
