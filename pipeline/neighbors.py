@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,12 +191,34 @@ class TrainingDynamics:
         return self.proba[:, -1].mean(axis=0)
 
 
+@contextmanager
+def torch_threads(n: int | None):
+    """Run a block with `n` torch CPU threads (None: unchanged); small matrices run fastest on one."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def training_dynamics(embeddings: np.ndarray, labels: np.ndarray, fit: np.ndarray, n_classes: int,
                       n_heads: int = 3, epochs: int = 10, hidden: int = 256, lr: float = 1e-3,
-                      weight_decay: float = 1e-4, batch_size: int = 64, seed: int = 0) -> TrainingDynamics:
+                      weight_decay: float = 1e-4, batch_size: int = 64, seed: int = 0,
+                      threads: int | None = 1) -> TrainingDynamics:
     """Fit `n_heads` small MLP heads (D -> hidden -> K, dropout 0.1 / 0.2 / 0.3 ...) on the frozen
     embeddings (N, D) with the noisy `labels` (N,) int (-1 = none) of the items in `fit` (N,) bool,
     and record every item's probabilities and centroid distance after each epoch. CPU, seconds."""
+    with torch_threads(threads):
+        return _training_dynamics(embeddings, labels, fit, n_classes, n_heads, epochs, hidden, lr, weight_decay,
+                                  batch_size, seed)
+
+
+def _training_dynamics(embeddings, labels, fit, n_classes, n_heads, epochs, hidden, lr, weight_decay, batch_size,
+                       seed) -> TrainingDynamics:
     import torch
 
     labels = np.asarray(labels)
@@ -203,7 +226,7 @@ def training_dynamics(embeddings: np.ndarray, labels: np.ndarray, fit: np.ndarra
     if not fit.any():
         raise ValueError("training_dynamics: no labelled item to fit the heads on")
     x_all = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32))
-    y_all = torch.as_tensor(labels, dtype=torch.long)
+    y_all = torch.as_tensor(np.array(labels, dtype=np.int64))
     fit_idx = torch.as_tensor(np.flatnonzero(fit))
     n = len(labels)
     proba = np.zeros((n_heads, epochs, n, n_classes), dtype=np.float32)
@@ -244,6 +267,8 @@ def clean_by_dynamics(dynamics: TrainingDynamics, eligible: np.ndarray, fraction
     """(N,) bool: the `fraction` of eligible items whose hidden vectors stay closest to their noisy
     class centroid over training (score = mean over heads of mean_e(d) + std_e(d), lowest = clean)."""
     d = dynamics.distance  # (M, E, N)
-    score = (np.nanmean(d, axis=1) + np.nanstd(d, axis=1, ddof=1 if d.shape[1] > 1 else 0)).mean(axis=0)
-    score = np.where(np.isnan(score), np.inf, score)
+    known = ~np.isnan(d).any(axis=(0, 1))
+    score = np.full(d.shape[2], np.inf)
+    dk = d[:, :, known]
+    score[known] = (dk.mean(axis=1) + dk.std(axis=1, ddof=1 if d.shape[1] > 1 else 0)).mean(axis=0)
     return clean_by_confidence(-score, np.asarray(eligible, dtype=bool) & np.isfinite(score), fraction)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..neighbors import training_dynamics
+from ..neighbors import torch_threads, training_dynamics
 from .base import DenoiseInputs, Refined
 
 
@@ -104,10 +104,11 @@ def sample_distribution(model: Refiner, cond: torch.Tensor, n_classes: int, k: f
     return (counts / n_samples).numpy()
 
 
-def sidyp_denoise(inputs: DenoiseInputs, hidden: int = 256, epochs: int = 30, warmup: float = 0.2,
+def sidyp_denoise(inputs: DenoiseInputs, hidden: int = 256, epochs: int = 20, warmup: float = 0.2,
                   lr: float = 1e-3, batch_size: int = 128, simplex_value: float = 5.0, infer_steps: int = 10,
-                  n_samples: int = 8, infer_samples: int = 32, dyn_heads: int = 3, dyn_epochs: int = 10,
-                  use_embedding: bool = True, use_dynamics: bool = True, threads: int | None = 1) -> Refined:
+                  n_samples: int = 4, infer_samples: int = 32, dyn_heads: int = 3, dyn_epochs: int = 10,
+                  use_embedding: bool = True, use_dynamics: bool = True, min_steps: int = 300,
+                  threads: int | None = 1) -> Refined:
     """Refine the labels of the train and valid items with the SiDyP refiner.
 
     Prior: the neighbors stage's candidate sets (`inputs.candidates`, (N, K), certain flags). Training
@@ -118,17 +119,14 @@ def sidyp_denoise(inputs: DenoiseInputs, hidden: int = 256, epochs: int = 30, wa
     candidate argmax of the valid items (noisy, never gold). Output: (N, K) mean of `infer_samples`
     reverse passes conditioned on the item's own noisy label, and weight 1 where an item has a label.
 
+    min_steps: epochs are raised until the refiner gets at least this many optimizer steps.
     threads: torch CPU threads while it runs (small matrices: 1 is fastest); restored afterwards.
     """
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
+        n_train = int(((inputs.split == "train") & (np.asarray(inputs.candidates).sum(1) > 0)).sum())
+        epochs = max(epochs, math.ceil(min_steps / max(1, math.ceil(n_train / batch_size))))
         return _sidyp(inputs, hidden, epochs, warmup, lr, batch_size, simplex_value, infer_steps, n_samples,
                       infer_samples, dyn_heads, dyn_epochs, use_embedding, use_dynamics)
-    finally:
-        torch.set_num_threads(previous)
-
 
 def _sidyp(inputs, hidden, epochs, warmup, lr, batch_size, simplex_value, infer_steps, n_samples, infer_samples,
            dyn_heads, dyn_epochs, use_embedding, use_dynamics) -> Refined:
@@ -155,7 +153,7 @@ def _sidyp(inputs, hidden, epochs, warmup, lr, batch_size, simplex_value, infer_
 
     weights = torch.as_tensor(np.asarray(inputs.candidates, dtype=np.float32)).clone()  # (N, K) dynamic prior
     has_cand = weights.sum(1) > 0
-    certain = torch.as_tensor(np.asarray(inputs.certain, dtype=bool)) & has_cand
+    certain = torch.as_tensor(np.array(inputs.certain, dtype=bool)) & has_cand
     train_idx = torch.as_tensor(np.flatnonzero(train & has_cand.numpy()))
     valid_idx = torch.as_tensor(np.flatnonzero(valid & has_cand.numpy()))
     valid_target = weights[valid_idx].argmax(1)
@@ -200,7 +198,7 @@ def _sidyp(inputs, hidden, epochs, warmup, lr, batch_size, simplex_value, infer_
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            total += float(loss)
+            total += float(loss.detach())
         record = {"epoch": epoch + 1, "loss": total}
         if not warm and len(valid_idx):
             pred = sample_distribution(model, cond[valid_idx], n_classes, k, infer_steps, 4, gen).argmax(1)
