@@ -105,7 +105,8 @@ def fixed_classifier(emb: np.ndarray, targets: np.ndarray, weights: np.ndarray, 
 def run_dataset(name: str, data: dict, denoisers: list[str], work: Path, seed: int) -> list[dict]:
     rows = []
     for denoiser in denoisers:
-        raw = {"name": name, "output_dir": str(work / "runs"), "seed": seed, "data": data,
+        raw = {"name": name if seed == 0 else f"{name}-seed{seed}", "output_dir": str(work / "runs"), "seed": seed,
+               "data": data,
                "aggregate": {"method": "majority"}, "denoise": {"method": denoiser, "guard": None}}
         cfg = parse_config(raw, source=f"benchmark {name}")
         start = time.perf_counter()
@@ -130,7 +131,7 @@ def run_dataset(name: str, data: dict, denoisers: list[str], work: Path, seed: i
         aside = denoiser != "none" and g_raw is not None and g_new is not None and g_new < g_raw - GUARD
         kept = train & (weights > 0)
         summary = state["summary"]
-        row = {"dataset": name, "denoiser": denoiser,
+        row = {"dataset": name, "denoiser": denoiser, "seed": seed,
                "label_accuracy": accuracy(gold[kept], refined["label"].to_numpy()[kept]),
                "test_accuracy": accuracy(gold[test], proba[test].argmax(1)),
                "ece": expected_calibration_error(gold[test], proba[test]),
@@ -194,13 +195,13 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=["semeval-mixtral", "babe", "trec"])
     ap.add_argument("--denoisers", nargs="+", default=DENOISERS)
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-denoise")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--data-root", type=Path, default=SHARED, help="the shared datasets folder")
     ap.add_argument("--scale", action="store_true", help="time the neighbors stage on generated vectors instead")
     ap.add_argument("--scale-n", type=int, default=1_000_000)
     args = ap.parse_args()
     if args.scale:
-        result = scale(args.scale_n, 384, 10, 10, args.seed)
+        result = scale(args.scale_n, 384, 10, 10, args.seeds[0])
         print(json.dumps(result))
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
@@ -211,7 +212,9 @@ def main() -> None:
     configs = dataset_configs(args.work / "data")
     results = []
     for name in args.datasets:
-        results += run_dataset(name, configs[name](), args.denoisers, args.work, args.seed)
+        data = configs[name]()
+        for seed in args.seeds:
+            results += run_dataset(name, data, args.denoisers, args.work, seed)
     print(f"\n{'dataset':16} {'denoiser':20} {'label acc':>9} {'test acc':>8} {'ECE':>6} {'seconds':>8}  aside"
           "  | unguarded: label acc, test acc, ECE")
     for r in results:
@@ -219,10 +222,17 @@ def main() -> None:
         print(f"{r['dataset']:16} {r['denoiser']:20} {r['label_accuracy']:9.4f} {r['test_accuracy']:8.4f} "
               f"{r['ece']:6.4f} {r['seconds']:8.1f}  {str(r['stepped_aside']):5}  | {u['label_accuracy']:.4f}, "
               f"{u['test_accuracy']:.4f}, {u['ece']:.4f}")
-    base = {r["dataset"]: r["test_accuracy"] for r in results if r["denoiser"] == "none"}
-    for r in results:
-        if r["dataset"] in base and r["denoiser"] != "none":
-            print(f"{r['dataset']:16} {r['denoiser']:20} test acc - none = {100 * (r['test_accuracy'] - base[r['dataset']]):+.2f} pts")
+    base = {(r["dataset"], r["seed"]): r for r in results if r["denoiser"] == "none"}
+    print("\ntest accuracy minus none (points), guarded | unguarded; mean over seeds")
+    for dataset in dict.fromkeys(r["dataset"] for r in results):
+        for denoiser in dict.fromkeys(r["denoiser"] for r in results):
+            rs = [r for r in results if r["dataset"] == dataset and r["denoiser"] == denoiser
+                  and (dataset, r["seed"]) in base and denoiser != "none"]
+            if rs:
+                g = [100 * (r["test_accuracy"] - base[dataset, r["seed"]]["test_accuracy"]) for r in rs]
+                u = [100 * (r["unguarded"]["test_accuracy"] - base[dataset, r["seed"]]["test_accuracy"]) for r in rs]
+                print(f"{dataset:16} {denoiser:20} {np.mean(g):+6.2f} | {np.mean(u):+6.2f}  (seeds: "
+                      + ", ".join(f"{x:+.1f}" for x in u) + ")")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"results": results}, indent=2))

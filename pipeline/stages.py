@@ -219,7 +219,7 @@ STAGES = [
     Stage("aggregate", ("label",), ("aggregate.parquet", "labelmodel.json"),
           lambda c: [c.aggregate.model_dump(), c.seed], aggregate_stage),
     Stage("neighbors", ("items", "aggregate"), ("embeddings.npy", "neighbors.parquet"),
-          lambda c: c.neighbors.model_dump(), neighbors_stage),
+          lambda c: [c.neighbors.model_dump(), c.seed], neighbors_stage),
     Stage("denoise", ("items", "aggregate", "neighbors"), ("refined.parquet",),
           lambda c: [c.denoise.model_dump(), c.seed], denoise_stage),
     Stage("train", ("items", "denoise"), ("model/config.json", "predictions.parquet"),
