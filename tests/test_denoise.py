@@ -114,6 +114,9 @@ def test_guard_steps_aside_for_a_harmful_denoiser(problem):
     np.testing.assert_array_equal(out.proba, inputs.proba)
     kept = guard(inputs, Refined(inputs.proba.copy(), np.ones(len(inputs.proba)), {}), tolerance=0.01)
     assert not kept.info["stepped_aside"]
+    # collapsing every label onto one class is caught too (the classifier is then a constant)
+    collapsed = guard(inputs, Refined(np.eye(3)[np.zeros(len(inputs.proba), int)], np.ones(len(inputs.proba)), {}))
+    assert collapsed.info["stepped_aside"] and collapsed.info["guard_refined"] is not None
 
 
 def test_denoise_stage_with_sidyp_and_dynamics(demo_config):

@@ -18,8 +18,11 @@ def noisy_valid_agreement(embeddings: np.ndarray, labels: np.ndarray, weight: np
 
     fit = train & (weight > 0) & (labels >= 0)
     check = valid & (valid_labels >= 0)
-    if not check.any() or len(np.unique(labels[fit])) < 2:
+    if not check.any() or not fit.any():
         return None
+    present = np.unique(labels[fit])
+    if len(present) == 1:  # a single class left: the classifier is that constant
+        return float(np.mean(valid_labels[check] == present[0]))
     clf = LogisticRegression(C=c, max_iter=2000).fit(embeddings[fit], labels[fit], sample_weight=weight[fit])
     return float(np.mean(clf.predict(embeddings[check]) == valid_labels[check]))
 
