@@ -19,9 +19,9 @@ import pandas as pd
 import yaml
 
 from . import __version__
-from .artifacts import file_digest, fingerprint, write_json
+from .artifacts import file_digest, fingerprint, write_json, write_parquet
 from .config import RunConfig
-from .data import load_items
+from .data import LoadedItems, load_items
 
 log = logging.getLogger("labelpipe")
 
@@ -104,10 +104,8 @@ def _setup_logging(run_dir: Path) -> logging.Handler:
     return handler
 
 
-def load_stage(run: Run) -> str:
-    """Load the items (always: it is cheap) and write items.parquet when they changed. Returns the items'
-    fingerprint."""
-    loaded = load_items(run.cfg.data, seed=run.cfg.seed)
+def write_items(run: Run, loaded: LoadedItems) -> str:
+    """Write items.parquet when the loaded items changed. Returns the items' fingerprint."""
     for err in loaded.skipped[:20]:
         log.warning("skipped bad row: %s", err)
     if loaded.skipped:
@@ -115,8 +113,6 @@ def load_stage(run: Run) -> str:
     fp = fingerprint(loaded.frame, loaded.classes, loaded.annotation_columns)
     old = run.state("items")
     if not (old and old.get("fingerprint") == fp and run.path("items.parquet").exists()):
-        from .artifacts import write_parquet
-
         write_parquet(loaded.frame, run.path("items.parquet"))
         write_json({"classes": loaded.classes, "annotation_columns": loaded.annotation_columns},
                    run.path("classes.json"))
@@ -131,6 +127,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, until: str | None = None
     """Run every stage (or up to and including `until`) and return the run folder."""
     from .stages import STAGES
 
+    start = time.perf_counter()
+    loaded = load_items(cfg.data, seed=cfg.seed)  # bad input stops here, before anything is written
     run = Run(cfg, progress=progress)
     run.dir.mkdir(parents=True, exist_ok=True)
     run.state_dir.mkdir(exist_ok=True)
@@ -138,8 +136,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, until: str | None = None
     try:
         log.info("run %s -> %s", cfg.name, run.dir)
         (run.dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-        start = time.perf_counter()
-        run.fingerprints["items"] = load_stage(run)
+        run.fingerprints["items"] = write_items(run, loaded)
         run.timings["items"] = time.perf_counter() - start
         for stage in STAGES:
             run.execute(stage)

@@ -58,13 +58,18 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
     loss_fn = get_loss(cfg.loss)
 
-    enc = tokenizer([texts[i] for i in keep], truncation=True, max_length=cfg.max_length, padding=True,
-                    return_tensors="pt")
-    dataset = torch.utils.data.TensorDataset(
-        enc["input_ids"], enc["attention_mask"], torch.tensor(targets[keep], dtype=torch.float32),
-        torch.tensor(np.asarray(weights)[keep], dtype=torch.float32))
+    train_texts = [texts[i] for i in keep]
+    target_t = torch.tensor(targets[keep], dtype=torch.float32)
+    weight_t = torch.tensor(np.asarray(weights)[keep], dtype=torch.float32)
+
+    def collate(batch: list[int]):  # tokenize per batch: pad to the batch's longest text only
+        enc = tokenizer([train_texts[i] for i in batch], truncation=True, max_length=cfg.max_length,
+                        padding=True, return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"], target_t[batch], weight_t[batch]
+
     generator = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator)
+    loader = torch.utils.data.DataLoader(range(len(keep)), batch_size=cfg.batch_size, shuffle=True,
+                                         generator=generator, collate_fn=collate)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(0.06 * steps), steps)

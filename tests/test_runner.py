@@ -86,3 +86,17 @@ def test_killed_mid_stage_resumes_without_redoing_finished_stages(demo_config, t
     assert "stage train     running" in log
     assert (run_dir / "votes.parquet").stat().st_mtime_ns == votes_mtime
     assert (run_dir / "metrics.json").exists()
+
+
+def test_skipped_bad_rows_are_counted_in_the_run_log(tmp_path):
+    from pipeline.config import parse_config
+
+    (tmp_path / "items.csv").write_text("id,text,gpt\n1,good,pos\n2,,neg\n3,bad,maybe\n4,fine,neg\n")
+    cfg = parse_config({"output_dir": str(tmp_path / "runs"), "data": {
+        "path": str(tmp_path / "items.csv"), "classes": ["pos", "neg"], "annotation_columns": ["gpt"],
+        "on_error": "skip"}})
+    run_dir = run_pipeline(cfg, progress=False, until="aggregate")
+    log = (run_dir / "run.log").read_text()
+    assert "skipped 2 bad rows" in log and "row 2, field 'text': empty text" in log
+    assert pd.read_parquet(run_dir / "votes.parquet")["gpt"].tolist() == [0, 1]
+    assert not (run_dir / "neighbors.parquet").exists()
