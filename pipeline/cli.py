@@ -57,5 +57,23 @@ def run(config: Path = typer.Argument(None, help="Run config (YAML). Without it,
     typer.echo(str(run_dir))
 
 
+@app.command()
+def predict(model: Path = typer.Argument(..., help="A run folder (runs/NAME) or its model/ folder."),
+            input: Path = typer.Option(..., "--input", "-i", help="Texts to classify: .csv, .jsonl or .parquet."),
+            output: Path = typer.Option(..., "--output", "-o", help="Where to write the predictions (same formats)."),
+            text_column: str = typer.Option("text", help="The column holding the texts."),
+            batch_size: int = typer.Option(64, min=1, help="Texts per batch."),
+            no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar.")) -> None:
+    """Calibrated class probabilities for new texts: adds pred, confidence and p_<class> columns."""
+    from .predict import predict_file
+
+    try:
+        out = predict_file(model, input, output, text_column=text_column, batch_size=batch_size,
+                           progress=not no_progress and sys.stderr.isatty())
+    except (LabelpipeError, ValueError, FileNotFoundError, OSError) as err:
+        fail(err)
+    console.print(f"wrote {len(out)} predictions to {output}")
+
+
 if __name__ == "__main__":
     app()

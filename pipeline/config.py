@@ -79,12 +79,20 @@ class DenoiseConfig(Section):
 
 class TrainConfig(Section):
     model: str = DEFAULT_ENCODER
-    loss: str = "soft_ce"
+    mode: Literal["full", "head"] = "full"  # head: frozen encoder, cached embeddings, train the head only
+    loss: Literal["ce", "soft_ce", "gce", "sce", "elr", "coteaching"] = "soft_ce"
+    loss_params: dict[str, Any] = Field(default_factory=dict)  # e.g. gce q, elr beta/lam, coteaching forget_rate
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(5e-5, gt=0)
     max_length: int = Field(128, ge=8)
     weight_decay: float = Field(0.01, ge=0)
+    head_epochs: int = Field(40, ge=1)  # epochs and learning rate in head mode
+    head_lr: float = Field(1e-3, gt=0)
+    patience: int | None = Field(5, ge=1)  # early stopping: epochs without a better valid score; None = off
+    valid_labels: Literal["noisy", "gold"] = "noisy"  # model selection + temperature on noisy or gold valid
+    calibrate: bool = True  # temperature scaling fitted on the valid split
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, none on CPU
 
 
 class RunConfig(Section):

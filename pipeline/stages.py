@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import write_json, write_npy, write_parquet
+from .calibration import reliability_bins, scaled_proba
 from .denoise import DenoiseInputs, run_denoiser
 from .labelmodels import make_label_model
 from .metrics import accuracy, classification_report
@@ -21,6 +22,7 @@ from .neighbors import (
     knn_label_distribution,
     training_dynamics,
 )
+from .report import write_report
 from .runner import Run, Stage, lf_sources_digest, proba_columns
 
 log = logging.getLogger("labelpipe")
@@ -156,7 +158,7 @@ def denoise_stage(run: Run) -> dict:
 
 
 def train_stage(run: Run) -> dict:
-    from .train import fine_tune, predict_proba
+    from .train import cls_states, fine_tune, head_logits, load_classifier, predict_logits, save_classifier
 
     cfg = run.cfg.train
     classes = run.classes
@@ -167,17 +169,32 @@ def train_stage(run: Run) -> dict:
     split = items["split"].to_numpy()
     texts = items["text"].tolist()
     train, valid = split == "train", split == "valid"
+    if cfg.valid_labels == "gold":
+        valid_labels = items["gold"].to_numpy()[valid]
+        if not (valid_labels >= 0).any():
+            raise ValueError("train.valid_labels: gold, but no valid item has a gold label "
+                             "(give a label column with gold labels for the valid split, or use noisy)")
+    else:  # the refined (noisy) labels; items no labeler covered are left out
+        valid_labels = np.where(weights[valid] > 0, targets[valid].argmax(axis=1), -1)
+    states = None
+    if cfg.mode == "head":  # one frozen-encoder pass over every item, cached in the run folder
+        model, tokenizer = load_classifier(cfg.model, classes)
+        states = cls_states(model, tokenizer, texts, cfg.batch_size * 2, cfg.max_length, run.progress,
+                            cache_dir=run.path("cache/cls"))
+        del model
     clf = fine_tune([t for t, m in zip(texts, train) if m], targets[train], weights[train], classes, cfg,
-                    valid_texts=[t for t, m in zip(texts, valid) if m] or None, valid_targets=targets[valid],
-                    seed=run.cfg.seed, progress=run.progress)
-    model_dir = run.path("model")
-    clf.model.save_pretrained(model_dir)
-    clf.tokenizer.save_pretrained(model_dir)
-    proba = predict_proba(clf, texts, batch_size=cfg.batch_size * 2, max_length=cfg.max_length,
-                          progress=run.progress)
-    write_parquet(_frame(items["id"], {"p_": proba}, pred=proba.argmax(axis=1), split=split),
+                    valid_texts=[t for t, m in zip(texts, valid) if m] or None, valid_labels=valid_labels,
+                    seed=run.cfg.seed, progress=run.progress,
+                    features=(states[train], states[valid]) if states is not None else None)
+    save_classifier(clf, run.path("model"), extra={"mode": cfg.mode, "loss": cfg.loss})
+    logits = head_logits(clf, states) if states is not None else predict_logits(
+        clf, texts, batch_size=cfg.batch_size * 2, progress=run.progress)
+    calibrated, raw = scaled_proba(logits, clf.temperature), scaled_proba(logits, 1.0)
+    write_parquet(_frame(items["id"], {"p_": calibrated, "u_": raw}, pred=calibrated.argmax(axis=1), split=split),
                   run.path("predictions.parquet"))
-    return {"epochs": cfg.epochs, "history": clf.history}
+    return {"epochs": len(clf.history), "best_epoch": clf.best_epoch, "temperature": clf.temperature,
+            "seconds_per_epoch": clf.seconds_per_epoch, "mode": cfg.mode, "loss": cfg.loss,
+            "valid_labels": cfg.valid_labels, "history": clf.history}
 
 
 def evaluate_stage(run: Run) -> dict:
@@ -208,8 +225,21 @@ def evaluate_stage(run: Run) -> dict:
         "timings": dict(run.timings),
         "skipped_stages": list(run.skipped),
     }
+    train_summary = run.summaries.get("train") or {}
+    has_raw = any(c.startswith("u_") for c in preds.columns)
+    if metrics["test"] and has_raw:  # "test" holds the calibrated figures; before calibration beside them
+        metrics["test"]["uncalibrated"] = classification_report(gold[test], proba_columns(preds, "u_")[test])
+        metrics["test"]["temperature"] = train_summary.get("temperature")
     metrics["timings"]["evaluate"] = time.perf_counter() - start
     write_json(metrics, run.path("metrics.json"))
+    curves = {}
+    if (test & known).any():
+        m = test & known
+        if has_raw:
+            curves["before calibration"] = reliability_bins(gold[m], proba_columns(preds, "u_")[m])
+        curves["after calibration" if has_raw else "classifier"] = reliability_bins(gold[m],
+                                                                                    proba_columns(preds, "p_")[m])
+    write_report(run.path("report.html"), run.cfg.name, metrics, curves, train_summary)
     return {"test_accuracy": metrics["test"].get("accuracy")}
 
 
@@ -222,8 +252,8 @@ STAGES = [
           lambda c: [c.neighbors.model_dump(), c.seed], neighbors_stage),
     Stage("denoise", ("items", "aggregate", "neighbors"), ("refined.parquet",),
           lambda c: [c.denoise.model_dump(), c.seed], denoise_stage),
-    Stage("train", ("items", "denoise"), ("model/config.json", "predictions.parquet"),
+    Stage("train", ("items", "denoise"), ("model/config.json", "model/labelpipe.json", "predictions.parquet"),
           lambda c: [c.train.model_dump(), c.seed], train_stage),
-    Stage("evaluate", ("items", "aggregate", "denoise", "train"), ("metrics.json",),
+    Stage("evaluate", ("items", "aggregate", "denoise", "train"), ("metrics.json", "report.html"),
           lambda c: None, evaluate_stage),
 ]

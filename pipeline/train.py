@@ -1,24 +1,51 @@
-"""Fine-tune a Hugging Face encoder as a sequence classifier on (soft) labels with per-item weights."""
+"""Fine-tune a Hugging Face encoder as a sequence classifier on (soft) labels with per-item weights.
+
+Two modes (`train.mode`):
+- `full`: fine-tune the whole encoder (GPU recommended; `accelerate` handles the device, mixed precision
+  and multi-GPU when launched with `accelerate launch`).
+- `head`: freeze the encoder, cache each text's [CLS] hidden state once, and train only the
+  classification head (BERT: pooler dense + tanh + classifier) on the cache: an epoch takes well under
+  a second on CPU. The head is the model's own head, so the saved model is a plain Hugging Face
+  sequence classifier either way.
+
+Losses from `pipeline.losses`; `loss: coteaching` trains two networks that pick each other's
+small-loss items. Model selection and early stopping on the valid split (noisy labels or gold),
+then temperature scaling on the same valid labels (`pipeline.calibration`).
+"""
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .calibration import fit_temperature, scaled_proba
 from .config import TrainConfig
-from .losses import get_loss
+from .errors import LabelpipeError
+from .losses import coteaching_select, make_loss, weighted_mean
 from .models import resolve_encoder
+
+MODEL_META = "labelpipe.json"
 
 
 @dataclass
 class TrainedClassifier:
-    model: object  # transformers PreTrainedModel
+    model: object  # transformers PreTrainedModel (sequence classification)
     tokenizer: object
+    classes: list[str] = field(default_factory=list)
+    temperature: float = 1.0
+    max_length: int = 128
     history: list[dict] = field(default_factory=list)
+    seconds_per_epoch: float = float("nan")  # mean wall time of a training epoch (valid scoring excluded)
+    embed_seconds: float = 0.0  # head mode: time to compute the cached encoder states
+    best_epoch: int | None = None
 
 
 def _set_seed(seed: int) -> None:
@@ -28,96 +55,298 @@ def _set_seed(seed: int) -> None:
 
 
 def load_classifier(name: str, classes: list[str]):
+    """A fresh sequence classifier over `classes` on top of the encoder `name`, and its tokenizer."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = resolve_encoder(name)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(classes), id2label=dict(enumerate(classes)),
+        path, num_labels=len(classes), id2label=dict(enumerate(classes)), dtype=torch.float32,
         label2id={c: i for i, c in enumerate(classes)})
     return model, tokenizer
 
 
-def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classes: list[str],
-              cfg: TrainConfig, valid_texts: list[str] | None = None, valid_targets: np.ndarray | None = None,
-              seed: int = 0, progress: bool = True) -> TrainedClassifier:
-    """Train on texts (N) with targets (N, K) and weights (N,); items with weight 0 are left out.
+class _Head(torch.nn.Module):
+    """The classification head of a BERT-style sequence classifier, applied to cached [CLS] states (B, H)."""
 
-    Model selection: the epoch with the best accuracy against `valid_targets` (their argmax; noisy
-    labels unless the caller passes gold one-hots). Uses `accelerate` for device placement and mixed
-    precision on GPU.
+    def __init__(self, model):
+        super().__init__()
+        base = model.base_model
+        if getattr(base, "pooler", None) is None or not hasattr(model, "classifier"):
+            raise ValueError(f"train.mode: head supports BERT-style encoders (pooler + classifier); "
+                             f"{type(model).__name__} is not one: use train.mode: full")
+        self.pooler, self.dropout, self.classifier = base.pooler, model.dropout, model.classifier
+
+    def forward(self, cls_states: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.pooler(cls_states[:, None, :])))
+
+
+@torch.no_grad()
+def cls_states(model, tokenizer, texts: list[str], batch_size: int = 64, max_length: int = 128,
+               progress: bool = True, cache_dir: Path | None = None) -> np.ndarray:
+    """(N, H) float32 last-layer [CLS] hidden states of the frozen encoder; cached in `cache_dir` by
+    content (encoder weights' name, max_length, texts)."""
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha256("\x1f".join([str(model.config._name_or_path), str(max_length), *texts]).encode())
+        path = Path(cache_dir) / f"cls-{key.hexdigest()[:20]}.npy"
+        if path.exists():
+            return np.load(path)
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in tqdm(range(0, len(texts), batch_size), desc="encode", disable=not progress, leave=False):
+        enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
+                        return_tensors="pt").to(device)
+        out.append(model.base_model(**enc).last_hidden_state[:, 0].float().cpu().numpy())
+    states = np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, states)
+        tmp.replace(path)
+    return states
+
+
+def _mixed_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classes: list[str],
+              cfg: TrainConfig, valid_texts: list[str] | None = None, valid_labels: np.ndarray | None = None,
+              seed: int = 0, progress: bool = True, cache_dir: Path | None = None,
+              features: tuple[np.ndarray, np.ndarray | None] | None = None) -> TrainedClassifier:
+    """Train on texts (N) with targets (N, K) label distributions and weights (N,); weight-0 items are left out.
+
+    valid_labels: (Nv,) int class indices of the valid texts (noisy or gold, -1 = unknown) for model
+    selection, early stopping (`cfg.patience`) and temperature scaling (`cfg.calibrate`). Without valid
+    items, the last epoch is kept and the temperature stays 1. `features` (head mode only): precomputed
+    `cls_states` of (texts, valid_texts), to share the encoder pass between runs.
     """
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
-    _set_seed(seed)
-    keep = np.flatnonzero(np.asarray(weights) > 0)
+    targets, weights = np.asarray(targets, dtype=np.float32), np.asarray(weights, dtype=np.float32)
+    if len(texts) != len(targets) or len(texts) != len(weights):
+        raise ValueError(f"fine_tune: {len(texts)} texts, {len(targets)} targets, {len(weights)} weights")
+    keep = np.flatnonzero(weights > 0)
     if len(keep) == 0:
         raise ValueError("no training items: every item has weight 0 (no labeler covered any train item)")
+    head = cfg.mode == "head"
+    epochs, lr = (cfg.head_epochs, cfg.head_lr) if head else (cfg.epochs, cfg.lr)
+    coteach = cfg.loss == "coteaching"
+    params = dict(cfg.loss_params)
+    if coteach:
+        forget_rate = float(params.pop("forget_rate", 0.2))
+        ramp_epochs = int(params.pop("ramp_epochs", max(1, epochs // 4)))
+        loss_fn = make_loss(params.pop("base", "soft_ce"), len(keep), len(classes), **params)
+    else:
+        loss_fn = make_loss(cfg.loss, len(keep), len(classes), **params)
+
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available())
+    _set_seed(seed)
     model, tokenizer = load_classifier(cfg.model, classes)
-    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    loss_fn = get_loss(cfg.loss)
+    result = TrainedClassifier(model, tokenizer, classes=list(classes), max_length=cfg.max_length)
+    valid_labels = None if valid_labels is None else np.asarray(valid_labels)
+    scored = valid_texts is not None and valid_labels is not None and (valid_labels >= 0).any()
 
-    train_texts = [texts[i] for i in keep]
-    target_t = torch.tensor(targets[keep], dtype=torch.float32)
-    weight_t = torch.tensor(np.asarray(weights)[keep], dtype=torch.float32)
+    target_t = torch.tensor(targets[keep])
+    weight_t = torch.tensor(weights[keep])
+    if head:
+        start = time.perf_counter()
+        model.to(accelerator.device)
+        if features is None:
+            train_x = cls_states(model, tokenizer, texts, cfg.batch_size * 2, cfg.max_length, progress, cache_dir)
+            valid_x = cls_states(model, tokenizer, valid_texts, cfg.batch_size * 2, cfg.max_length, progress,
+                                 cache_dir) if scored else None
+        else:
+            train_x, valid_x = features
+        result.embed_seconds = time.perf_counter() - start
+        train_x = torch.tensor(np.asarray(train_x, dtype=np.float32)[keep])
+        valid_x = torch.tensor(np.asarray(valid_x, dtype=np.float32)) if scored else None
+        model.requires_grad_(False)
+        nets = [_Head(model)]
+        if coteach:
+            peer = copy.deepcopy(model)
+            torch.manual_seed(seed + 1)
+            peer.classifier.reset_parameters()
+            nets.append(_Head(peer))
+        for net in nets:
+            net.requires_grad_(True)
 
-    def collate(batch: list[int]):  # tokenize per batch: pad to the batch's longest text only
-        enc = tokenizer([train_texts[i] for i in batch], truncation=True, max_length=cfg.max_length,
-                        padding=True, return_tensors="pt")
-        return enc["input_ids"], enc["attention_mask"], target_t[batch], weight_t[batch]
+        def collate(batch: list[int]):
+            return (train_x[batch],), target_t[batch], weight_t[batch], torch.tensor(batch)
+
+        def forward(net, inputs):
+            return net(inputs[0])
+
+        def valid_logits(net) -> np.ndarray:
+            net.eval()
+            with torch.no_grad():
+                return net(valid_x.to(accelerator.device)).float().cpu().numpy()
+    else:
+        nets = [model]
+        if coteach:
+            _set_seed(seed + 1)
+            nets.append(load_classifier(cfg.model, classes)[0])
+        train_texts = [texts[i] for i in keep]
+
+        def collate(batch: list[int]):  # tokenize per batch: pad to the batch's longest text only
+            enc = tokenizer([train_texts[i] for i in batch], truncation=True, max_length=cfg.max_length,
+                            padding=True, return_tensors="pt")
+            return (enc["input_ids"], enc["attention_mask"]), target_t[batch], weight_t[batch], torch.tensor(batch)
+
+        def forward(net, inputs):
+            return net(input_ids=inputs[0], attention_mask=inputs[1]).logits
+
+        def valid_logits(net) -> np.ndarray:
+            return _logits(net, tokenizer, valid_texts, cfg.batch_size * 2, cfg.max_length, progress=False)
 
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(range(len(keep)), batch_size=cfg.batch_size, shuffle=True,
                                          generator=generator, collate_fn=collate)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * len(loader)
+    trainable = [p for net in nets for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=cfg.weight_decay)
+    steps = epochs * len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(0.06 * steps), steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    prepared = accelerator.prepare(*nets, optimizer, loader, scheduler)
+    nets, (optimizer, loader, scheduler) = list(prepared[:len(nets)]), prepared[len(nets):]
 
-    result = TrainedClassifier(model, tokenizer)
-    best_acc, best_state = -1.0, None
-    for epoch in range(cfg.epochs):
-        model.train()
-        total = 0.0
-        for input_ids, mask, target, weight in tqdm(loader, desc=f"train epoch {epoch + 1}/{cfg.epochs}",
-                                                    disable=not progress, leave=False):
-            logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
-            loss = loss_fn(logits, target, weight)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            total += loss.item()
-        record = {"epoch": epoch + 1, "train_loss": total / max(len(loader), 1)}
-        if valid_texts:
-            proba = predict_proba(result, valid_texts, batch_size=cfg.batch_size * 2, max_length=cfg.max_length,
-                                  progress=False)
-            record["valid_accuracy"] = float(np.mean(proba.argmax(1) == np.asarray(valid_targets).argmax(1)))
-            if record["valid_accuracy"] > best_acc:
-                best_acc = record["valid_accuracy"]
-                best_state = copy.deepcopy(accelerator.unwrap_model(model).state_dict())
-        result.history.append(record)
-    model = accelerator.unwrap_model(model)
+    def step_loss(inputs, target, weight, index, global_step: int) -> torch.Tensor:
+        if not coteach:
+            return loss_fn(forward(nets[0], inputs).float(), target, weight, index)
+        la = loss_fn.per_item(forward(nets[0], inputs).float(), target, index)
+        lb = loss_fn.per_item(forward(nets[1], inputs).float(), target, index)
+        rate = forget_rate * min(1.0, global_step / max(1, ramp_epochs * len(loader)))
+        ia, ib = coteaching_select(la, lb, rate)
+        return weighted_mean(la[ia], weight[ia]) + weighted_mean(lb[ib], weight[ib])
+
+    def _epochs() -> None:
+        nonlocal best_score, best_state, stale, global_step
+        for epoch in range(epochs):
+            for net in nets:
+                net.train()
+            total, start = 0.0, time.perf_counter()
+            for inputs, target, weight, index in tqdm(loader, desc=f"train epoch {epoch + 1}/{epochs}",
+                                                      disable=not progress, leave=False):
+                loss = step_loss(inputs, target, weight, index, global_step)
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(trainable, 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                total += loss.item()
+                global_step += 1
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            epoch_seconds.append(time.perf_counter() - start)
+            record = {"epoch": epoch + 1, "train_loss": total / max(len(loader), 1), "seconds": epoch_seconds[-1]}
+            if scored:
+                scores = [_accuracy(valid_logits(net), valid_labels) for net in nets]
+                which = int(np.argmax(scores))
+                record["valid_accuracy"] = scores[which]
+                if scores[which] > best_score:
+                    best_score, stale = scores[which], 0
+                    unwrapped = accelerator.unwrap_model(nets[which])
+                    best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
+                    result.best_epoch = epoch + 1
+                else:
+                    stale += 1
+            result.history.append(record)
+            if scored and cfg.patience is not None and stale >= cfg.patience:
+                break
+    best_score, best_state, stale, epoch_seconds, global_step = -1.0, None, 0, [], 0
+    threads = torch.get_num_threads()
+    if head and accelerator.device.type == "cpu":
+        torch.set_num_threads(1)  # small matrices: one thread is faster, and far faster on a busy machine
+    try:
+        _epochs()
+    finally:
+        torch.set_num_threads(threads)
+    final = accelerator.unwrap_model(nets[0])
     if best_state is not None:
-        model.load_state_dict(best_state)
+        final.load_state_dict(best_state)
     result.model = model.float().eval()
+    result.seconds_per_epoch = float(np.mean(epoch_seconds))
+    if scored and cfg.calibrate:
+        logits = valid_logits(final) if head else _logits(result.model, tokenizer, valid_texts, cfg.batch_size * 2,
+                                                           cfg.max_length, progress=False)
+        result.temperature = fit_temperature(logits, valid_labels)
     return result
 
 
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    known = labels >= 0
+    return float(np.mean(logits[known].argmax(1) == labels[known]))
+
+
 @torch.no_grad()
-def predict_proba(clf: TrainedClassifier, texts: list[str], batch_size: int = 64, max_length: int = 128,
-                  temperature: float = 1.0, progress: bool = True) -> np.ndarray:
-    """(N, K) class probabilities, softmax(logits / temperature), in batches."""
-    model, tokenizer = clf.model, clf.tokenizer
+def _logits(model, tokenizer, texts: list[str], batch_size: int, max_length: int, progress: bool) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
     out = []
     for start in tqdm(range(0, len(texts), batch_size), desc="predict", disable=not progress, leave=False):
         enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
                         return_tensors="pt").to(device)
-        logits = model(**enc).logits.float() / temperature
-        out.append(torch.softmax(logits, dim=-1).cpu().numpy())
-    n_classes = model.config.num_labels
-    return np.concatenate(out) if out else np.zeros((0, n_classes))
+        out.append(model(**enc).logits.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), np.float32)
+
+
+def predict_logits(clf: TrainedClassifier, texts: list[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """(N, K) raw logits, in batches."""
+    return _logits(clf.model, clf.tokenizer, texts, batch_size, clf.max_length, progress)
+
+
+def predict_proba(clf: TrainedClassifier, texts: list[str], batch_size: int = 64, max_length: int | None = None,
+                  temperature: float | None = None, progress: bool = True) -> np.ndarray:
+    """(N, K) class probabilities softmax(logits / T); T is the classifier's fitted temperature unless given."""
+    logits = _logits(clf.model, clf.tokenizer, texts, batch_size, max_length or clf.max_length, progress)
+    return scaled_proba(logits, clf.temperature if temperature is None else temperature)
+
+
+def save_classifier(clf: TrainedClassifier, path: Path, extra: dict | None = None) -> None:
+    """Hugging Face `save_pretrained` (model + tokenizer; id2label holds the class names) plus
+    `labelpipe.json` with the classes, temperature and max_length."""
+    path = Path(path)
+    clf.model.save_pretrained(path)
+    clf.tokenizer.save_pretrained(path)
+    meta = {"format": "labelpipe-classifier", "version": 1, "classes": clf.classes,
+            "temperature": clf.temperature, "max_length": clf.max_length, **(extra or {})}
+    (path / MODEL_META).write_text(json.dumps(meta, indent=2))
+
+
+def load_trained(path: Path) -> TrainedClassifier:
+    """A classifier saved by `save_classifier` (a run folder's `model/`)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = Path(path)
+    meta_path = path / MODEL_META
+    if not path.is_dir():
+        raise LabelpipeError(f"{path}: not found (give a run folder or its model/ folder)")
+    if not meta_path.exists() or not (path / "config.json").exists():
+        raise LabelpipeError(f"{path}: not a labelpipe model folder (no {MODEL_META} / config.json); "
+                             "give a run folder or its model/ folder")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise LabelpipeError(f"{meta_path}: not valid JSON ({err.msg})") from None
+    if meta.get("format") != "labelpipe-classifier":
+        raise LabelpipeError(f"{meta_path}: not a labelpipe classifier (format {meta.get('format')!r})")
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return TrainedClassifier(model, tokenizer, classes=list(meta["classes"]),
+                             temperature=float(meta.get("temperature", 1.0)),
+                             max_length=int(meta.get("max_length", 128)))
+
+
+
+
+@torch.no_grad()
+def head_logits(clf: TrainedClassifier, states: np.ndarray) -> np.ndarray:
+    """(N, K) logits of a classifier's head on cached `cls_states` (N, H): the same numbers as the full
+    model on the texts, without running the encoder again."""
+    head = _Head(clf.model).eval()
+    device = next(head.parameters()).device
+    return head(torch.tensor(np.asarray(states, dtype=np.float32), device=device)).float().cpu().numpy()

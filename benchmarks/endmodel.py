@@ -1,0 +1,206 @@
+"""End-model benchmark: robust losses, head vs full fine-tuning, temperature scaling.
+
+Trains, in one run, on the majority-vote labels of ../shared/datasets/wrench/{youtube,sms,trec,semeval}
+and on the Mixtral few-shot labels of ../shared/datasets/llm/semeval-mixtral-fewshot, with each loss
+(same encoder, same epochs, several seeds), plus a line trained on the gold labels (the ceiling).
+Model selection, early stopping and the temperature use the valid split: gold valid labels by default
+(the WRENCH protocol; `--valid noisy` uses the noisy labels instead). Reports test accuracy (binary F1
+of "spam" for sms), ECE (15 bins) before/after temperature scaling and seconds per training epoch.
+
+    python benchmarks/endmodel.py --mode head --json out.json            # CPU: frozen encoder + head
+    python benchmarks/endmodel.py --mode full --json out.json            # GPU: full fine-tuning
+
+Rows are written to the JSON after each run, so an interrupted run keeps what it finished
+(`--time-budget` stops starting new runs after that many seconds). Runs are ordered seed-major.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.calibration import scaled_proba  # noqa: E402
+from pipeline.config import DataConfig, TrainConfig  # noqa: E402
+from pipeline.data import load_items  # noqa: E402
+from pipeline.labelmodels import make_label_model  # noqa: E402
+from pipeline.metrics import expected_calibration_error  # noqa: E402
+
+DATASETS = ["trec", "semeval-mixtral", "youtube", "semeval", "sms"]
+LOSSES = ["ce", "soft_ce", "gce", "sce", "elr", "coteaching"]
+
+
+def load_dataset(name: str, root: Path) -> dict:
+    """texts/gold per split, noisy train targets (N, K) and weights (N,) (0 = no labeler voted)."""
+    if name == "semeval-mixtral":
+        folder = root / "llm" / "semeval-mixtral-fewshot"
+        mapping = json.loads((root / "wrench" / "semeval" / "label.json").read_text())
+        classes = [mapping[str(i)] for i in range(len(mapping))]
+        parts = {s: pd.read_csv(folder / f"{s}.csv") for s in ("train", "valid", "test")}
+        out = {"classes": classes}
+        for s, df in parts.items():
+            out[s] = {"texts": df["original_sent"].astype(str).tolist(), "gold": df["true_label"].to_numpy(int),
+                      "noisy": df["noisy_label"].to_numpy(int)}
+        k = len(classes)
+        out["train"]["targets"] = np.eye(k)[out["train"]["noisy"]]
+        out["train"]["weights"] = np.ones(len(out["train"]["texts"]))
+        out["valid"]["noisy_hard"] = out["valid"]["noisy"]
+        return out
+    loaded = load_items(DataConfig(path=str(root / "wrench" / name), format="wrench"))
+    frame, classes = loaded.frame, loaded.classes
+    votes = frame[loaded.annotation_columns].to_numpy(np.int64)
+    split = frame["split"].to_numpy()
+    model = make_label_model("majority", tie_break="prior", seed=0).fit(votes[split == "train"], len(classes))
+    out = {"classes": classes}
+    for s in ("train", "valid", "test"):
+        m = split == s
+        out[s] = {"texts": frame["text"][m].tolist(), "gold": frame["gold"].to_numpy(int)[m]}
+    covered = (votes >= 0).any(axis=1)
+    out["train"]["targets"] = model.predict_proba(votes[split == "train"])
+    out["train"]["weights"] = covered[split == "train"].astype(float)
+    valid_votes = votes[split == "valid"]
+    out["valid"]["noisy_hard"] = np.where((valid_votes >= 0).any(axis=1), model.predict(valid_votes), -1)
+    return out
+
+
+def score(name: str, gold: np.ndarray, proba: np.ndarray) -> float:
+    pred = proba.argmax(axis=1)
+    if name == "sms":
+        return float(f1_score(gold, pred, pos_label=1, average="binary"))
+    return float(np.mean(pred == gold))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", required=True, help="output JSON path")
+    ap.add_argument("--mode", choices=["head", "full"], default="head")
+    ap.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
+    ap.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--no-gold", action="store_true", help="skip the gold-label ceiling line")
+    ap.add_argument("--valid", choices=["gold", "noisy"], default="gold")
+    ap.add_argument("--model", default="default", help="encoder (HF id or local path)")
+    ap.add_argument("--epochs", type=int, default=3, help="full-mode epochs")
+    ap.add_argument("--head-epochs", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "datasets"))
+    ap.add_argument("--features", default=None,
+                    help="head mode: folder of cached encoder states (<dataset>.npz), read if there, else written")
+    ap.add_argument("--limit", type=int, default=None, help="smoke test: first N train/valid/test items only")
+    ap.add_argument("--time-budget", type=float, default=None, help="start no new run after this many seconds")
+    args = ap.parse_args()
+
+    from pipeline.train import cls_states, fine_tune, head_logits, load_classifier, predict_logits
+
+    root = Path(args.data_root)
+    if not root.exists():
+        sys.exit(f"datasets not found: {root}")
+    t0 = time.perf_counter()
+    data = {name: load_dataset(name, root) for name in args.datasets}
+    if args.limit:
+        for d in data.values():
+            for s in ("train", "valid", "test"):
+                d[s] = {k: v[:args.limit] for k, v in d[s].items()}
+    features, embed_seconds = {}, {}
+    if args.mode == "head":  # one frozen-encoder pass per dataset, shared by every loss and seed
+        import torch
+
+        for name, d in data.items():
+            start = time.perf_counter()
+            cached = Path(args.features) / f"{name}.npz" if args.features else None
+            if cached is not None and cached.exists():
+                with np.load(cached) as z:
+                    features[name] = {s: z[s] for s in ("train", "valid", "test")}
+                embed_seconds[name] = float("nan")  # computed elsewhere
+                print(f"[{name}] encoder states read from {cached}", flush=True)
+                continue
+            model, tok = load_classifier(args.model, d["classes"])
+            model.to("cuda" if torch.cuda.is_available() else "cpu")
+            features[name] = {s: cls_states(model, tok, d[s]["texts"], 64, args.max_length, progress=False)
+                              for s in ("train", "valid", "test")}
+            embed_seconds[name] = time.perf_counter() - start
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(cached, **features[name])
+            print(f"[{name}] encoded {sum(len(d[s]['texts']) for s in ('train', 'valid', 'test'))} texts "
+                  f"in {embed_seconds[name]:.1f}s", flush=True)
+
+    jobs = []
+    for seed in range(args.seeds):
+        for name in args.datasets:
+            for loss in args.losses:
+                jobs.append((seed, name, loss, "aggregated"))
+            if not args.no_gold:
+                jobs.append((seed, name, "ce", "gold"))
+    results = []
+    for seed, name, loss, labels in jobs:
+        if args.time_budget is not None and time.perf_counter() - t0 > args.time_budget:
+            print(f"time budget reached: {len(results)}/{len(jobs)} runs done", flush=True)
+            break
+        d = data[name]
+        k = len(d["classes"])
+        if labels == "gold":
+            targets, weights = np.eye(k)[d["train"]["gold"]], np.ones(len(d["train"]["gold"]))
+        else:
+            targets, weights = d["train"]["targets"], d["train"]["weights"]
+        valid_labels = d["valid"]["gold"] if args.valid == "gold" else d["valid"]["noisy_hard"]
+        cfg = TrainConfig(model=args.model, mode=args.mode, loss=loss, epochs=args.epochs,
+                          head_epochs=args.head_epochs, batch_size=args.batch_size, max_length=args.max_length,
+                          valid_labels=args.valid)
+        start = time.perf_counter()
+        feats = (features[name]["train"], features[name]["valid"]) if args.mode == "head" else None
+        clf = fine_tune(d["train"]["texts"], targets, weights, d["classes"], cfg, valid_texts=d["valid"]["texts"],
+                        valid_labels=valid_labels, seed=seed, progress=False, features=feats)
+        if args.mode == "head":
+            logits = head_logits(clf, features[name]["test"])
+        else:
+            logits = predict_logits(clf, d["test"]["texts"], batch_size=128, progress=False)
+        gold = d["test"]["gold"]
+        raw, cal = scaled_proba(logits, 1.0), scaled_proba(logits, clf.temperature)
+        row = {"dataset": name, "loss": loss, "labels": labels, "mode": args.mode, "seed": seed,
+               "score": score(name, gold, cal), "metric": "f1" if name == "sms" else "accuracy",
+               "ece": expected_calibration_error(gold, raw), "ece_calibrated": expected_calibration_error(gold, cal),
+               "temperature": clf.temperature, "seconds_per_epoch": clf.seconds_per_epoch,
+               "epochs_run": len(clf.history), "best_epoch": clf.best_epoch,
+               "run_seconds": time.perf_counter() - start}
+        if args.mode == "head":
+            row["embed_seconds"] = embed_seconds[name]
+        results.append(row)
+        print(f"[{name}] {labels:10s} {loss:10s} seed {seed}: score {row['score']:.4f} ECE {row['ece']:.4f} -> "
+              f"{row['ece_calibrated']:.4f} (T={clf.temperature:.2f}) {row['seconds_per_epoch']:.3f}s/epoch "
+              f"epochs {row['epochs_run']}", flush=True)
+        Path(args.json).write_text(json.dumps({"results": results, "config": vars(args),
+                                               "embed_seconds": embed_seconds}, indent=1))
+    print_table(results)
+
+
+def print_table(results: list[dict]) -> None:
+    frame = pd.DataFrame(results)
+    if frame.empty:
+        return
+    agg = frame.groupby(["dataset", "mode", "labels", "loss"]).agg(
+        score=("score", "mean"), score_std=("score", "std"), ece=("ece", "mean"),
+        ece_calibrated=("ece_calibrated", "mean"), seconds_per_epoch=("seconds_per_epoch", "mean"),
+        seeds=("seed", "count")).reset_index()
+    print(agg.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for (name, mode), g in agg[agg["labels"] == "aggregated"].groupby(["dataset", "mode"]):
+        ce = g[g["loss"] == "ce"]["score"]
+        robust = g[g["loss"].isin(["gce", "sce", "elr", "coteaching"])]
+        if len(ce) and len(robust):
+            best = robust.loc[robust["score"].idxmax()]
+            print(f"{name} ({mode}): best robust {best['loss']} {best['score']:.4f} vs ce {ce.iloc[0]:.4f} "
+                  f"(diff {best['score'] - ce.iloc[0]:+.4f}); max calibrated ECE {g['ece_calibrated'].max():.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""`labelpipe predict`: calibrated class probabilities for new texts from a trained run or model folder.
+
+Reads CSV / JSONL / Parquet, writes the same rows with `pred` (class name), `confidence` and one
+`p_<class>` column per class, in the output file's format (by suffix).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError, LabelpipeError
+from .train import MODEL_META, load_trained, predict_proba
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """The model folder of a run folder (`RUN/model`) or a model folder itself."""
+    path = Path(path)
+    if not path.exists():
+        raise LabelpipeError(f"{path}: not found (give a run folder or its model/ folder)")
+    for candidate in (path, path / "model"):
+        if (candidate / MODEL_META).is_file():
+            return candidate
+    raise LabelpipeError(f"{path}: not a labelpipe run or model folder (no {MODEL_META} in it or in model/); "
+                         "train one with `labelpipe run`")
+
+
+def _format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(path, f"unknown file type '{path.suffix}'; use .csv, .jsonl or .parquet")
+    return fmt
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Rows of a CSV / JSONL / Parquet file; clear errors for a missing, empty or malformed file."""
+    path = Path(path)
+    fmt = _format(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty")
+    try:
+        if fmt == "csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        elif fmt == "jsonl":
+            rows = []
+            with path.open(encoding="utf-8") as fh:
+                for rowno, line in enumerate(fh, start=1):
+                    if line.strip():
+                        try:
+                            obj = json.loads(line)
+                        except json.JSONDecodeError as err:
+                            raise InputError(path, f"malformed JSON: {err.msg}", row=rowno) from None
+                        if not isinstance(obj, dict):
+                            raise InputError(path, "expected a JSON object", row=rowno)
+                        rows.append(obj)
+            frame = pd.DataFrame(rows)
+        else:
+            frame = pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise InputError(path, "file is empty") from None
+    if frame.empty:
+        raise InputError(path, "file has no rows")
+    return frame
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    path = Path(path)
+    fmt = _format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if fmt == "csv":
+        frame.to_csv(tmp, index=False)
+    elif fmt == "jsonl":
+        frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def predict_file(model: str | Path, input_path: str | Path, output_path: str | Path, text_column: str = "text",
+                 batch_size: int = 64, progress: bool = True) -> pd.DataFrame:
+    """Predict every row of `input_path` and write `output_path`. Returns the written frame.
+
+    Input errors (missing text column, empty texts, empty file) are raised before the model loads.
+    """
+    _format(Path(output_path))
+    frame = read_table(input_path)
+    if text_column not in frame.columns:
+        raise InputError(input_path, f"text column not found; columns are: {', '.join(map(str, frame.columns))} "
+                         "(use --text-column)", field=text_column)
+    texts = frame[text_column]
+    empty = texts.isna() | (texts.astype(str).str.strip() == "")
+    if empty.any():
+        row = int(np.flatnonzero(empty.to_numpy())[0]) + 1
+        raise InputError(input_path, f"empty text ({int(empty.sum())} such rows)", row=row, field=text_column)
+    clf = load_trained(resolve_model_dir(model))
+    proba = predict_proba(clf, texts.astype(str).tolist(), batch_size=batch_size, progress=progress)
+    out = frame.copy()
+    out["pred"] = [clf.classes[i] for i in proba.argmax(axis=1)]
+    out["confidence"] = proba.max(axis=1)
+    for k, name in enumerate(clf.classes):
+        out[f"p_{name}"] = proba[:, k]
+    write_table(out, output_path)
+    return out

@@ -1,0 +1,115 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.errors import InputError, LabelpipeError
+from pipeline.predict import predict_file, resolve_model_dir
+from pipeline.runner import run_pipeline
+
+CLASSES = ["sports", "technology", "food", "weather"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A head-mode pipeline run on a slice of the demo data (shared by the tests of this file)."""
+    from pipeline.config import parse_config
+    from tests.conftest import DEMO
+
+    tmp = tmp_path_factory.mktemp("run")
+    data = pd.read_csv(DEMO / "data.csv")
+    quota = {"train": 12, "valid": 4, "test": 5}
+    parts = [g.head(quota[split]) for (split, _), g in data.groupby(["split", "label"])]
+    pd.concat(parts).to_csv(tmp / "items.csv", index=False)
+    cfg = parse_config({"name": "t", "output_dir": str(tmp / "runs"), "seed": 0,
+                        "data": {"path": str(tmp / "items.csv"), "classes": CLASSES},
+                        "label": {"labeling_functions": [str(DEMO / "lfs.py")]},
+                        "train": {"mode": "head", "head_epochs": 10, "batch_size": 16, "max_length": 32}})
+    return run_pipeline(cfg, progress=False)
+
+
+def test_run_writes_metrics_before_after_calibration_and_report(trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    test = metrics["test"]
+    for key in ("accuracy", "macro_f1", "ece", "brier"):
+        assert 0 <= test[key] <= 1 + 1e-9 and 0 <= test["uncalibrated"][key] <= 1 + 1e-9
+    assert test["accuracy"] == test["uncalibrated"]["accuracy"]  # temperature keeps the argmax
+    assert test["temperature"] > 0 and "stages" in metrics and "timings" in metrics
+    report = (trained_run / "report.html").read_text()
+    assert "<svg" in report and "after calibration" in report and "Brier" in report
+    meta = json.loads((trained_run / "model" / "labelpipe.json").read_text())
+    assert meta["classes"] == CLASSES and meta["temperature"] == pytest.approx(test["temperature"])
+
+
+def test_transformers_loads_the_saved_model(trained_run):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(trained_run / "model")
+    tok = AutoTokenizer.from_pretrained(trained_run / "model")
+    assert [model.config.id2label[i] for i in range(4)] == CLASSES
+    logits = model(**tok(["a sunny day with rain later"], return_tensors="pt")).logits
+    assert logits.shape == (1, 4)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_predict_round_trips_each_format(trained_run, tmp_path, suffix):
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "body": ["the match ended in a draw", "a new laptop chip",
+                                                           "heavy snow tomorrow"]})
+    src, dst = tmp_path / f"in{suffix}", tmp_path / f"out{suffix}"
+    {".csv": lambda: frame.to_csv(src, index=False), ".jsonl": lambda: frame.to_json(src, orient="records", lines=True),
+     ".parquet": lambda: frame.to_parquet(src)}[suffix]()
+    out = predict_file(trained_run, src, dst, text_column="body", progress=False)
+    back = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}[suffix](dst)
+    assert list(back["id"]) == ["a", "b", "c"] and set(back["pred"]) <= set(CLASSES)
+    proba = back[[f"p_{c}" for c in CLASSES]].to_numpy()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(back["confidence"], proba.max(axis=1), rtol=1e-5)
+    assert len(out) == 3
+
+
+def test_predict_cli_and_model_folder(trained_run, tmp_path):
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["sunny and warm", "pizza night"]}).to_csv(src, index=False)
+    result = CliRunner().invoke(app, ["predict", str(trained_run / "model"), "--input", str(src),
+                                      "--output", str(tmp_path / "out.csv"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 2
+
+
+def test_predict_bad_input_errors(trained_run, tmp_path):
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"body": ["x"]}).to_csv(src, index=False)
+    with pytest.raises(InputError, match="text column not found; columns are: body"):
+        predict_file(trained_run, src, tmp_path / "o.csv", progress=False)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(InputError, match="empty"):
+        predict_file(trained_run, empty, tmp_path / "o.csv", progress=False)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("text\n")
+    with pytest.raises(InputError, match="no rows"):
+        predict_file(trained_run, header_only, tmp_path / "o.csv", progress=False)
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text('{"text": "ok"}\n{"text": "  "}\n')
+    with pytest.raises(InputError, match="row 2.*empty text"):
+        predict_file(trained_run, blank, tmp_path / "o.jsonl", progress=False)
+    with pytest.raises(InputError, match="unknown file type"):
+        predict_file(trained_run, src, tmp_path / "o.xlsx", progress=False)
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_predict_rejects_folders_that_are_not_ours(tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text("{}")
+    with pytest.raises(LabelpipeError, match="not a labelpipe run or model folder"):
+        resolve_model_dir(tmp_path / "other")
+    with pytest.raises(LabelpipeError, match="not found"):
+        resolve_model_dir(tmp_path / "missing")
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["x"]}).to_csv(src, index=False)
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "other"), "--input", str(src),
+                                      "--output", str(tmp_path / "o.csv")])
+    assert result.exit_code == 2 and "not a labelpipe run or model folder" in " ".join(result.output.split())

@@ -1,0 +1,150 @@
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import TrainConfig, parse_config
+from pipeline.errors import ConfigError
+from pipeline.losses import coteaching_select, make_loss
+from pipeline.train import cls_states, fine_tune, head_logits, load_classifier, predict_logits, predict_proba
+
+CLASSES = ["sports", "tech", "food"]
+TEXTS = ["the team won the match", "a great goal in the final", "the striker scored twice", "the coach praised the defence",
+         "the new phone has a fast chip", "the laptop runs linux well", "this software update fixes bugs",
+         "a faster graphics card", "pasta with tomato sauce", "bake the bread slowly", "a bowl of spicy noodles",
+         "fresh salad with olive oil"]
+Y = np.repeat([0, 1, 2], 4)
+VALID = ["the goalkeeper saved a penalty", "the tablet has a bright screen", "grilled fish with lemon"]
+VALID_Y = np.array([0, 1, 2])
+
+
+# ---- losses (pure tensors) ----
+
+def _batch(seed=0, b=6, k=3):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(b, k, generator=g)
+    target = torch.eye(k)[torch.randint(0, k, (b,), generator=g)]
+    return logits, target, torch.ones(b)
+
+
+def test_ce_and_soft_ce_agree_on_one_hot_targets():
+    logits, target, w = _batch()
+    ce = make_loss("ce", 6, 3)(logits, target, w)
+    soft = make_loss("soft_ce", 6, 3)(logits, target, w)
+    assert ce.item() == pytest.approx(soft.item(), rel=1e-6)
+    assert ce.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, target.argmax(1)).item(), rel=1e-6)
+
+
+def test_gce_and_sce_match_their_formulas():
+    logits, target, w = _batch(1)
+    p = torch.softmax(logits, -1)
+    py = (p * target).sum(-1)
+    gce = make_loss("gce", 6, 3, q=0.7).per_item(logits, target)
+    torch.testing.assert_close(gce, (1 - py ** 0.7) / 0.7)
+    sce = make_loss("sce", 6, 3, alpha=0.1, beta=1.0).per_item(logits, target)
+    ce = -torch.log(py)
+    rce = 4.0 * (1 - py)  # -sum_k p_k log t_k with log 0 clipped to -4
+    torch.testing.assert_close(sce, 0.1 * ce + rce)
+    with pytest.raises(ValueError, match="q must be"):
+        make_loss("gce", 6, 3, q=0)
+    with pytest.raises(ValueError, match="loss_params for 'sce'"):
+        make_loss("sce", 6, 3, bogus=1)
+
+
+def test_elr_keeps_per_item_state_and_needs_indices():
+    logits, target, w = _batch(2)
+    elr = make_loss("elr", 10, 3, beta=0.7, lam=3.0)
+    with pytest.raises(ValueError, match="index"):
+        elr(logits, target, w)
+    index = torch.arange(6) + 2
+    loss = elr(logits, target, w, index)
+    assert torch.isfinite(loss)
+    assert elr.state_[:2].abs().sum() == 0 and elr.state_[8:].abs().sum() == 0  # untouched items
+    expected = 0.3 * torch.softmax(logits, -1).clamp(1e-4, 1 - 1e-4)
+    torch.testing.assert_close(elr.state_[2:8], expected / expected.sum(-1, keepdim=True) * 0.3, rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_coteaching_select_swaps_small_loss_items():
+    la = torch.tensor([0.1, 5.0, 0.2, 3.0])
+    lb = torch.tensor([4.0, 0.1, 0.3, 0.2])
+    for_a, for_b = coteaching_select(la, lb, forget_rate=0.5)
+    assert sorted(for_a.tolist()) == [1, 3]  # B's small-loss items train A
+    assert sorted(for_b.tolist()) == [0, 2]
+
+
+def test_config_rejects_unknown_loss_and_mode():
+    with pytest.raises(ConfigError, match="train.loss"):
+        parse_config({"data": {"path": "x.csv"}, "train": {"loss": "focal"}})
+    with pytest.raises(ConfigError, match="train.mode"):
+        parse_config({"data": {"path": "x.csv"}, "train": {"mode": "half"}})
+
+
+# ---- training with the real MiniLM ----
+
+def _head_cfg(**kw):
+    base = dict(mode="head", head_epochs=15, max_length=32, batch_size=4, head_lr=3e-3, patience=None)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_head_mode_learns_is_fast_reproducible_and_calibrated():
+    targets = np.eye(3)[Y]
+    a = fine_tune(TEXTS, targets, np.ones(len(Y)), CLASSES, _head_cfg(), valid_texts=VALID, valid_labels=VALID_Y,
+                  seed=3, progress=False)
+    b = fine_tune(TEXTS, targets, np.ones(len(Y)), CLASSES, _head_cfg(), valid_texts=VALID, valid_labels=VALID_Y,
+                  seed=3, progress=False)
+    pa = predict_proba(a, TEXTS, progress=False)
+    np.testing.assert_allclose(pa, predict_proba(b, TEXTS, progress=False), atol=1e-6)
+    assert (pa.argmax(1) == Y).mean() >= 0.9
+    assert a.seconds_per_epoch < 1.0
+    assert len(a.history) == 15 and a.best_epoch is not None and a.temperature > 0
+    np.testing.assert_allclose(pa.sum(1), 1.0, rtol=1e-6)
+
+
+def test_head_logits_on_cached_states_equal_the_full_model():
+    clf = fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, _head_cfg(head_epochs=2), seed=0, progress=False)
+    states = cls_states(clf.model, clf.tokenizer, VALID, max_length=32, progress=False)
+    np.testing.assert_allclose(head_logits(clf, states), predict_logits(clf, VALID, progress=False), atol=1e-4)
+
+
+def test_early_stopping_and_weight_zero_items():
+    weights = np.ones(len(Y))
+    weights[:2] = 0
+    clf = fine_tune(TEXTS, np.eye(3)[Y], weights, CLASSES, _head_cfg(head_epochs=30, patience=2), valid_texts=VALID,
+                    valid_labels=VALID_Y, seed=0, progress=False)
+    assert len(clf.history) < 30  # valid accuracy saturates, then 2 epochs without improvement stop it
+    assert clf.best_epoch == len(clf.history) - 2
+    with pytest.raises(ValueError, match="weight 0"):
+        fine_tune(TEXTS, np.eye(3)[Y], np.zeros(len(Y)), CLASSES, _head_cfg(), progress=False)
+
+
+@pytest.mark.parametrize("loss", ["gce", "sce", "elr", "coteaching"])
+def test_robust_losses_train_in_head_mode(loss):
+    clf = fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, _head_cfg(loss=loss), valid_texts=VALID,
+                    valid_labels=VALID_Y, seed=0, progress=False)
+    assert (predict_proba(clf, TEXTS, progress=False).argmax(1) == Y).mean() >= 0.75
+
+
+def test_full_mode_one_epoch_with_soft_labels():
+    soft = np.full((len(Y), 3), 0.1)
+    soft[np.arange(len(Y)), Y] = 0.8
+    start = time.perf_counter()
+    cfg = TrainConfig(mode="full", loss="soft_ce", epochs=1, max_length=32, batch_size=12)
+    clf = fine_tune(TEXTS, soft, np.ones(len(Y)), CLASSES, cfg, valid_texts=VALID, valid_labels=VALID_Y, seed=0,
+                    progress=False)
+    assert len(clf.history) == 1 and np.isfinite(clf.history[0]["train_loss"])
+    assert clf.model.config.id2label == dict(enumerate(CLASSES))
+    assert predict_proba(clf, VALID, progress=False).shape == (3, 3)
+    assert time.perf_counter() - start < 120
+
+
+def test_load_classifier_is_seeded():
+    import transformers
+
+    transformers.set_seed(0)
+    a, _ = load_classifier("default", CLASSES)
+    transformers.set_seed(0)
+    b, _ = load_classifier("default", CLASSES)
+    torch.testing.assert_close(a.classifier.weight, b.classifier.weight)
