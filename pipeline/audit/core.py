@@ -12,6 +12,9 @@ from . import stats
 from .load import AuditData
 
 
+MIN_GOLD = 3  # fewest gold items for a corrected (prediction-powered) estimate
+
+
 def default_method() -> str:
     """The label model the audit uses by default: Dawid-Skene when available, else majority vote."""
     return "dawid_skene" if "dawid_skene" in LABEL_MODELS else "majority"
@@ -71,17 +74,17 @@ def cross_fitted_proba(method: str, votes: np.ndarray, gold: np.ndarray, n_class
 
 
 def label_prevalence(proba: np.ndarray, proba_oof: np.ndarray, gold: np.ndarray, hard: np.ndarray,
-                     confidence: float = 0.95) -> list[dict]:
+                     confidence: float = 0.95, tune: bool = True) -> list[dict]:
     """Per class: naive share of the hard labels (Wald), and with gold the PPI and gold-only intervals."""
     labeled = gold >= 0
     rows = []
     for k in range(proba.shape[1]):
         naive = stats.naive_proportion(hard == k, confidence)
         row = {"class_index": k, "naive": naive.estimate, "naive_low": naive.low, "naive_high": naive.high}
-        if labeled.sum() >= 2:
+        if labeled.sum() >= MIN_GOLD:
             y = (gold == k).astype(float)
             f_lab = np.where(labeled, proba_oof[:, k], proba[:, k])
-            ppi = stats.ppi_mean(proba[:, k], labeled, y, f_lab, confidence)
+            ppi = stats.ppi_mean(proba[:, k], labeled, y, f_lab, confidence, tune)
             cls = stats.classical_mean(labeled, y, confidence)
             row |= {"corrected": ppi.estimate, "corrected_low": ppi.low, "corrected_high": ppi.high,
                     "gold_only": cls.estimate, "gold_only_low": cls.low, "gold_only_high": cls.high}
@@ -90,11 +93,11 @@ def label_prevalence(proba: np.ndarray, proba_oof: np.ndarray, gold: np.ndarray,
 
 
 def corrected_accuracy(votes: np.ndarray, proba: np.ndarray, proba_oof: np.ndarray, gold: np.ndarray,
-                       confidence: float = 0.95) -> list[stats.Interval | None]:
+                       confidence: float = 0.95, tune: bool = True) -> list[stats.Interval | None]:
     """Per annotator (M,): accuracy over the items it labeled, prediction-powered from the gold subset.
 
     Uses the posterior probability that each vote is right as the prediction (cross-fitted on gold items).
-    None where the annotator labeled fewer than 2 gold items.
+    None where the annotator labeled fewer than MIN_GOLD gold items.
     """
     q_all = stats.soft_accuracy(votes, proba)
     q_oof = stats.soft_accuracy(votes, np.nan_to_num(proba_oof))
@@ -102,12 +105,12 @@ def corrected_accuracy(votes: np.ndarray, proba: np.ndarray, proba_oof: np.ndarr
     for j in range(votes.shape[1]):
         voted = votes[:, j] >= 0
         labeled = (gold >= 0)[voted]
-        if labeled.sum() < 2:
+        if labeled.sum() < MIN_GOLD:
             out.append(None)
             continue
         correct = (votes[voted, j] == gold[voted]).astype(float)
         out.append(stats.ppi_mean(q_all[voted, j], labeled, correct, np.where(labeled, q_oof[voted, j], 0.0),
-                                  confidence))
+                                  confidence, tune))
     return out
 
 
@@ -184,7 +187,7 @@ def run_audit(data: AuditData, method: str | None = None, folds: int = 5, seed: 
     n_gold = int((gold >= 0).sum())
     proba_nogold = _fit(method, votes, k, None, seed)
     proba = _fit(method, votes, k, gold, seed) if n_gold else proba_nogold
-    proba_oof = cross_fitted_proba(method, votes, gold, k, folds, seed) if n_gold >= 2 else np.full_like(proba, np.nan)
+    proba_oof = cross_fitted_proba(method, votes, gold, k, folds, seed) if n_gold >= MIN_GOLD else np.full_like(proba, np.nan)
     hard = proba.argmax(axis=1)
 
     # per annotator
@@ -206,7 +209,7 @@ def run_audit(data: AuditData, method: str | None = None, folds: int = 5, seed: 
             np.add.at(c, (gold[m], votes[m, j]), 1.0)
             rows = c.sum(axis=1, keepdims=True)
             gold_conf[j] = np.divide(c, rows, out=np.full_like(c, np.nan), where=rows > 0)
-    corrected = corrected_accuracy(votes, proba, proba_oof, gold, confidence) if n_gold >= 2 else \
+    corrected = corrected_accuracy(votes, proba, proba_oof, gold, confidence) if n_gold >= MIN_GOLD else \
         [None] * len(data.annotators)
     annotators = pd.DataFrame({
         "annotator": data.annotators,
@@ -241,7 +244,7 @@ def run_audit(data: AuditData, method: str | None = None, folds: int = 5, seed: 
             naive = stats.naive_proportion((own[own >= 0] == c)) if (own >= 0).any() else None
             row = {"source": name, "class": cname, "naive": naive.estimate if naive else np.nan,
                    "naive_low": naive.low if naive else np.nan, "naive_high": naive.high if naive else np.nan}
-            if n_gold >= 2:
+            if n_gold >= MIN_GOLD:
                 ppi = stats.ppi_mean(f, labeled, (gold == c).astype(float), confidence=confidence)
                 row |= {"corrected": ppi.estimate, "corrected_low": ppi.low, "corrected_high": ppi.high}
             prev_rows.append(row)
@@ -260,7 +263,7 @@ def run_audit(data: AuditData, method: str | None = None, folds: int = 5, seed: 
         "source": data.source, "method": method, "items": len(data.items), "annotators": len(data.annotators),
         "classes": data.classes, "gold_items": n_gold, "agreement": agreement,
         "label_model_accuracy_on_gold_cross_fitted": (
-            float((proba_oof[labeled].argmax(axis=1) == gold[labeled]).mean()) if n_gold >= 2 else None),
+            float((proba_oof[labeled].argmax(axis=1) == gold[labeled]).mean()) if n_gold >= MIN_GOLD else None),
         "flagged": len(flagged), "position_bias_pairs": len(position),
     }
     return AuditResult(data, method, proba, proba_nogold, proba_oof, annotators,

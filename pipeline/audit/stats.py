@@ -100,38 +100,44 @@ class Interval:
 
 
 def ppi_mean(pred_all: np.ndarray, labeled: np.ndarray, y: np.ndarray, pred_labeled: np.ndarray | None = None,
-             confidence: float = 0.95) -> Interval:
+             confidence: float = 0.95, tune: bool = True) -> Interval:
     """Prediction-powered estimate of the finite-population mean of y over all N items.
 
     pred_all: (N,) predictions f(x_i) for every item. labeled: (N,) bool, a simple random sample of the
     items whose true y is known. y: (N,) true values (read only where `labeled`). pred_labeled: (N,)
     predictions to use on the labeled items (cross-fitted, i.e. from a model that did not see their
     y); defaults to pred_all. The estimate is the known y on the labeled items plus, on the others,
-    the predictions corrected by the mean residual y - f on the labeled ones. The interval uses the
-    residual variance with the finite-population correction (1 - n/N) and a t quantile (n - 1 df); it
-    stays valid however biased f is, and is narrow when f predicts y well.
+    lam * f corrected by the mean residual y - lam * f on the labeled ones. With `tune`, lam is the
+    variance-minimizing Cov(y, f) / Var(f) on the labeled items (power tuning: a useless or misleading f
+    falls back towards the gold-only mean); else lam = 1 (plain PPI). The interval uses the residual
+    variance with the finite-population correction (1 - n/N) and a t quantile (n - 1 df, n - 2 tuned);
+    it stays valid however biased f is, and is narrow when f predicts y well.
     """
     pred_all = np.asarray(pred_all, dtype=float)
     labeled = np.asarray(labeled, dtype=bool)
     n_total, n = len(pred_all), int(labeled.sum())
     if n_total == 0:
         return Interval(float("nan"), float("nan"), float("nan"))
+    if n < 2 + tune:
+        raise ValueError(f"prediction-powered inference needs at least {2 + tune} labeled items, got {n}")
     f_lab = (pred_all if pred_labeled is None else np.asarray(pred_labeled, dtype=float))[labeled]
     y_lab = np.asarray(y, dtype=float)[labeled]
-    if n < 2:
-        raise ValueError(f"prediction-powered inference needs at least 2 labeled items, got {n}")
-    resid = y_lab - f_lab
-    unlabeled_sum = pred_all[~labeled].sum() + (n_total - n) * resid.mean()
+    lam = 1.0
+    if tune:
+        var_f = f_lab.var(ddof=1)
+        lam = float(np.cov(y_lab, f_lab, ddof=1)[0, 1] / var_f) if var_f > 1e-12 else 0.0
+    resid = y_lab - lam * f_lab
+    unlabeled_sum = lam * pred_all[~labeled].sum() + (n_total - n) * resid.mean()
     estimate = (y_lab.sum() + unlabeled_sum) / n_total
-    se = np.sqrt(max(0.0, 1.0 - n / n_total) * resid.var(ddof=1) / n)
-    half = stats.t.ppf(0.5 + confidence / 2, df=n - 1) * se
+    se = np.sqrt(max(0.0, 1.0 - n / n_total) * resid.var(ddof=1 + tune) / n)
+    half = stats.t.ppf(0.5 + confidence / 2, df=n - 1 - tune) * se
     return Interval(float(estimate), float(estimate - half), float(estimate + half))
 
 
 def classical_mean(labeled: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> Interval:
     """Mean of y over all N items from the labeled sample alone (finite-population t interval)."""
     labeled = np.asarray(labeled, dtype=bool)
-    return ppi_mean(np.zeros(len(labeled)), labeled, y, confidence=confidence)
+    return ppi_mean(np.zeros(len(labeled)), labeled, y, confidence=confidence, tune=False)
 
 
 def naive_proportion(indicator: np.ndarray, confidence: float = 0.95) -> Interval:
