@@ -11,7 +11,6 @@ from ..labelmodels import LABEL_MODELS, make_label_model
 from . import stats
 from .load import AuditData
 
-
 MIN_GOLD = 3  # fewest gold items for a corrected (prediction-powered) estimate
 
 
@@ -84,7 +83,7 @@ def label_prevalence(proba: np.ndarray, proba_oof: np.ndarray, gold: np.ndarray,
         if labeled.sum() >= MIN_GOLD:
             y = (gold == k).astype(float)
             f_lab = np.where(labeled, proba_oof[:, k], proba[:, k])
-            ppi = stats.ppi_mean(proba[:, k], labeled, y, f_lab, confidence, tune)
+            ppi = stats.ppi_mean(proba[:, k], labeled, y, f_lab, confidence, tune, (0.0, 1.0))
             cls = stats.classical_mean(labeled, y, confidence)
             row |= {"corrected": ppi.estimate, "corrected_low": ppi.low, "corrected_high": ppi.high,
                     "gold_only": cls.estimate, "gold_only_low": cls.low, "gold_only_high": cls.high}
@@ -110,7 +109,7 @@ def corrected_accuracy(votes: np.ndarray, proba: np.ndarray, proba_oof: np.ndarr
             continue
         correct = (votes[voted, j] == gold[voted]).astype(float)
         out.append(stats.ppi_mean(q_all[voted, j], labeled, correct, np.where(labeled, q_oof[voted, j], 0.0),
-                                  confidence, tune))
+                                  confidence, tune, (0.0, 1.0)))
     return out
 
 
@@ -240,12 +239,12 @@ def run_audit(data: AuditData, method: str | None = None, folds: int = 5, seed: 
     for j, name in enumerate(data.annotators):  # an annotator's own reported rate (e.g. a judge's win rate)
         own = votes[:, j]
         for c, cname in enumerate(data.classes):
-            f = np.where(own >= 0, (own == c).astype(float), proba[:, c])
-            naive = stats.naive_proportion((own[own >= 0] == c)) if (own >= 0).any() else None
+            f = np.where(own >= 0, (own == c).astype(float), proba_nogold[:, c])
+            naive = stats.naive_proportion(own[own >= 0] == c) if (own >= 0).any() else None
             row = {"source": name, "class": cname, "naive": naive.estimate if naive else np.nan,
                    "naive_low": naive.low if naive else np.nan, "naive_high": naive.high if naive else np.nan}
             if n_gold >= MIN_GOLD:
-                ppi = stats.ppi_mean(f, labeled, (gold == c).astype(float), confidence=confidence)
+                ppi = stats.ppi_mean(f, labeled, (gold == c).astype(float), confidence=confidence, bounds=(0.0, 1.0))
                 row |= {"corrected": ppi.estimate, "corrected_low": ppi.low, "corrected_high": ppi.high}
             prev_rows.append(row)
     prevalence = pd.DataFrame(prev_rows)

@@ -28,22 +28,25 @@ def heatmap_svg(matrix: np.ndarray, row_labels: list[str], col_labels: list[str]
                 css_class: str = "heatmap") -> str:
     """An SVG heatmap of a (R, C) matrix with labels; values printed in cells when `annotate`."""
     rows, cols = matrix.shape
-    left = 8 + 7 * max((len(s) for s in row_labels), default=1)
-    top = 34 + (7 * max((len(s) for s in col_labels), default=1) if not annotate else 14)
-    width, height = left + cols * cell + 10, top + rows * cell + 10
+    font = 10 if cell >= 20 else 8
+    rotate = max((len(s) for s in col_labels), default=1) * 6 > cell
+    left = 8 + int(0.62 * font * max((len(s) for s in row_labels), default=1))
+    top = 24 + (int(0.62 * font * max((len(s) for s in col_labels), default=1)) if rotate else 14)
+    width = max(left + cols * cell + 10, 12 + 7 * len(title))
+    height = top + rows * cell + 10
     parts = [f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'role="img"><title>{html.escape(title)}</title>',
              f'<text x="4" y="14" font-size="12" font-weight="bold">{html.escape(title)}</text>']
     for c, lab in enumerate(col_labels):
         x = left + c * cell + cell / 2
-        if annotate:
-            parts.append(f'<text x="{x}" y="{top - 4}" font-size="10" text-anchor="middle">{html.escape(lab)}</text>')
+        if not rotate:
+            parts.append(f'<text x="{x}" y="{top - 4}" font-size="{font}" text-anchor="middle">{html.escape(lab)}</text>')
         else:
-            parts.append(f'<text transform="translate({x + 3},{top - 4}) rotate(-90)" font-size="8">'
+            parts.append(f'<text transform="translate({x + 3},{top - 4}) rotate(-90)" font-size="{font}">'
                          f'{html.escape(lab)}</text>')
     for r, lab in enumerate(row_labels):
         y = top + r * cell + cell / 2 + 3
-        parts.append(f'<text x="{left - 4}" y="{y}" font-size="{10 if annotate else 8}" text-anchor="end">'
+        parts.append(f'<text x="{left - 4}" y="{y}" font-size="{font}" text-anchor="end">'
                      f'{html.escape(lab)}</text>')
         for c in range(cols):
             v = float(matrix[r, c])
@@ -52,7 +55,7 @@ def heatmap_svg(matrix: np.ndarray, row_labels: list[str], col_labels: list[str]
                          f'{html.escape(col_labels[c])}: {v:.3f}</title></rect>')
             if annotate and math.isfinite(v):
                 t = (v - vmin) / (vmax - vmin if vmax > vmin else 1)
-                parts.append(f'<text x="{left + c * cell + cell / 2}" y="{y}" font-size="10" text-anchor="middle" '
+                parts.append(f'<text x="{left + c * cell + cell / 2}" y="{y}" font-size="{font}" text-anchor="middle" '
                              f'fill="{"white" if t > 0.55 else "black"}">{v:.2f}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -99,6 +102,7 @@ th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f0f0f0}td.l,th.l{text-align:left}
 .grid{display:flex;flex-wrap:wrap;gap:12px}
 .note{color:#555;font-size:13px}
+#flagged-table td:last-child{text-align:left;min-width:30em;font-size:12px}
 </style></head><body>
 <h1>Annotation audit</h1>
 <p class="note">{{ s.source }} — {{ s["items"] }} items, {{ s.annotators }} annotators, classes

@@ -100,7 +100,7 @@ class Interval:
 
 
 def ppi_mean(pred_all: np.ndarray, labeled: np.ndarray, y: np.ndarray, pred_labeled: np.ndarray | None = None,
-             confidence: float = 0.95, tune: bool = True) -> Interval:
+             confidence: float = 0.95, tune: bool = True, bounds: tuple[float, float] | None = None) -> Interval:
     """Prediction-powered estimate of the finite-population mean of y over all N items.
 
     pred_all: (N,) predictions f(x_i) for every item. labeled: (N,) bool, a simple random sample of the
@@ -111,7 +111,8 @@ def ppi_mean(pred_all: np.ndarray, labeled: np.ndarray, y: np.ndarray, pred_labe
     variance-minimizing Cov(y, f) / Var(f) on the labeled items (power tuning: a useless or misleading f
     falls back towards the gold-only mean); else lam = 1 (plain PPI). The interval uses the residual
     variance with the finite-population correction (1 - n/N) and a t quantile (n - 1 df, n - 2 tuned);
-    it stays valid however biased f is, and is narrow when f predicts y well.
+    it stays valid however biased f is, and is narrow when f predicts y well. `bounds` (e.g. (0, 1) for a
+    proportion) clips the estimate and the interval, which keeps the coverage.
     """
     pred_all = np.asarray(pred_all, dtype=float)
     labeled = np.asarray(labeled, dtype=bool)
@@ -131,13 +132,14 @@ def ppi_mean(pred_all: np.ndarray, labeled: np.ndarray, y: np.ndarray, pred_labe
     estimate = (y_lab.sum() + unlabeled_sum) / n_total
     se = np.sqrt(max(0.0, 1.0 - n / n_total) * resid.var(ddof=1 + tune) / n)
     half = stats.t.ppf(0.5 + confidence / 2, df=n - 1 - tune) * se
-    return Interval(float(estimate), float(estimate - half), float(estimate + half))
+    lo, hi = bounds if bounds is not None else (-np.inf, np.inf)
+    return Interval(*(float(np.clip(v, lo, hi)) for v in (estimate, estimate - half, estimate + half)))
 
 
 def classical_mean(labeled: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> Interval:
-    """Mean of y over all N items from the labeled sample alone (finite-population t interval)."""
+    """Share of y (0/1) over all N items from the labeled sample alone (finite-population t interval)."""
     labeled = np.asarray(labeled, dtype=bool)
-    return ppi_mean(np.zeros(len(labeled)), labeled, y, confidence=confidence, tune=False)
+    return ppi_mean(np.zeros(len(labeled)), labeled, y, confidence=confidence, tune=False, bounds=(0.0, 1.0))
 
 
 def naive_proportion(indicator: np.ndarray, confidence: float = 0.95) -> Interval:
@@ -145,7 +147,7 @@ def naive_proportion(indicator: np.ndarray, confidence: float = 0.95) -> Interva
     x = np.asarray(indicator, dtype=float)
     p = float(x.mean())
     half = stats.norm.ppf(0.5 + confidence / 2) * np.sqrt(p * (1 - p) / len(x))
-    return Interval(p, p - half, p + half)
+    return Interval(p, max(0.0, p - half), min(1.0, p + half))
 
 
 ORDER_SEPARATORS = "/_-.:"
