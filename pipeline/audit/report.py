@@ -142,6 +142,17 @@ share of flips where the judge chose whichever output was shown first.</p>
 
 <h2 id="flagged">Items most likely mislabeled</h2>
 {{ flagged }}
+<script>
+// records what the browser actually laid out (used by the rendering test; harmless otherwise)
+window.addEventListener("load", () => {
+  const shown = (el) => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  const svgs = [...document.querySelectorAll("svg")].filter((s) => shown(s) && s.getBBox().width > 0);
+  const tables = [...document.querySelectorAll("table")].filter((t) => shown(t) && t.rows.length > 1);
+  document.body.setAttribute("data-rendered", JSON.stringify({
+    svg: svgs.map((s) => s.getAttribute("class")), tables: tables.map((t) => t.id),
+    cells: [...document.querySelectorAll("svg rect")].filter(shown).length}));
+});
+</script>
 </body></html>
 """
 
