@@ -75,6 +75,8 @@ def audit(file: Path = typer.Argument(..., help="Annotations: CSV / TSV / JSONL 
           encoder: str = typer.Option("default", help="Sentence encoder for the neighbours."),
           orders: str = typer.Option("ab,ba", help="Suffixes of a pairwise judge's two presentation orders."),
           top: int = typer.Option(100, help="How many flagged items to write."),
+          stack: bool = typer.Option(True, help="With 20+ gold items, learn the posterior from them (logistic "
+                                                "regression over the votes and the label model)."),
           seed: int = typer.Option(0, help="Seed (cross-fitting folds, label model).")) -> None:
     """Audit annotations (LLM judges, LLM annotators): reliability, flagged items, corrected estimates."""
     from .audit import attach_gold, load_annotations, run_audit, write_audit
@@ -90,7 +92,7 @@ def audit(file: Path = typer.Argument(..., help="Annotations: CSV / TSV / JSONL 
         if len(order_pair) != 2:
             raise LabelpipeError(f"--orders needs two comma-separated suffixes, got '{orders}'")
         result = run_audit(data, method=method, seed=seed, top=top, neighbors=neighbors, encoder=encoder,
-                           orders=order_pair, progress=sys.stderr.isatty())
+                           orders=order_pair, stack=stack, progress=sys.stderr.isatty())
         folder = write_audit(result, out or Path("runs") / f"audit-{file.stem}")
     except (LabelpipeError, ValueError, FileNotFoundError) as err:
         fail(err)

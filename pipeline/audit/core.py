@@ -12,6 +12,7 @@ from . import stats
 from .load import AuditData
 
 MIN_GOLD = 3  # fewest gold items for a corrected (prediction-powered) estimate
+STACK_MIN_GOLD = 20  # from this many gold items on, a gold-trained stacker gives the posterior
 
 
 def default_method() -> str:
@@ -70,6 +71,58 @@ def cross_fitted_proba(method: str, votes: np.ndarray, gold: np.ndarray, n_class
             out = np.full_like(proba, np.nan)
         out[part] = proba[part]
     return out
+
+
+def stack_features(votes: np.ndarray, base_proba: np.ndarray) -> np.ndarray:
+    """(N, M*K + K) features of the stacker: one-hot votes (abstain = zeros) and log label-model posterior."""
+    oh = stats.one_hot_votes(votes, base_proba.shape[1]).reshape(len(votes), -1)
+    return np.concatenate([oh, np.log(np.clip(base_proba, 1e-4, 1.0))], axis=1)
+
+
+def stacked_proba(votes: np.ndarray, base_proba: np.ndarray, gold: np.ndarray, folds: int = 5, seed: int = 0,
+                  c: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """A posterior learned from the gold items: L2 logistic regression on the votes and the label model's
+    gold-free posterior (N, K). Returns (N, K) from the model fitted on all gold items and (N, K) cross-fitted
+    rows for the gold items (each from a model that did not see it; NaN elsewhere). Classes absent from a
+    training fold get probability 0 there (smoothed).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    n_classes = base_proba.shape[1]
+    x = stack_features(votes, base_proba)
+
+    def fit_predict(train: np.ndarray) -> np.ndarray:
+        seen = np.unique(gold[train])
+        out = np.zeros((len(x), n_classes))
+        if len(seen) == 1:
+            out[:, seen[0]] = 1.0
+        else:
+            model = LogisticRegression(C=c, max_iter=2000).fit(x[train], gold[train])
+            out[:, model.classes_] = model.predict_proba(x)
+        out = 0.995 * out + 0.005 / n_classes
+        return out / out.sum(axis=1, keepdims=True)
+
+    labeled = np.flatnonzero(gold >= 0)
+    full = fit_predict(labeled)
+    oof = np.full_like(full, np.nan)
+    order = np.random.default_rng(seed).permutation(labeled)
+    for part in np.array_split(order, max(2, min(folds, len(order)))):
+        oof[part] = fit_predict(np.setdiff1d(labeled, part))[part]
+    return full, oof
+
+
+def gold_posterior(method: str, votes: np.ndarray, proba_nogold: np.ndarray, gold: np.ndarray, folds: int = 5,
+                   seed: int = 0, stack: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
+    """The posterior that uses the gold items: (N, K) fitted with all of them, (N, K) cross-fitted rows on
+    the gold items (NaN elsewhere), and its name. The stacker from STACK_MIN_GOLD gold items on (with
+    `stack`), else the label model fitted with gold; without gold, the gold-free posterior."""
+    n_gold, k = int((gold >= 0).sum()), proba_nogold.shape[1]
+    if stack and n_gold >= STACK_MIN_GOLD:
+        full, oof = stacked_proba(votes, proba_nogold, gold, folds, seed)
+        return full, oof, f"{method} + gold-trained stacker"
+    full = _fit(method, votes, k, gold, seed) if n_gold else proba_nogold
+    oof = cross_fitted_proba(method, votes, gold, k, folds, seed) if n_gold >= MIN_GOLD else np.full_like(full, np.nan)
+    return full, oof, method
 
 
 def label_prevalence(proba: np.ndarray, proba_oof: np.ndarray, gold: np.ndarray, hard: np.ndarray,
@@ -178,15 +231,20 @@ def flag_items(data: AuditData, proba: np.ndarray, knn: np.ndarray | None, top: 
 
 def run_audit(data: AuditData, method: str | None = None, folds: int = 5, seed: int = 0, top: int = 100,
               neighbors: bool = True, encoder: str = "default", k_neighbors: int = 10,
-              orders: tuple[str, str] = ("ab", "ba"), confidence: float = 0.95,
+              orders: tuple[str, str] = ("ab", "ba"), confidence: float = 0.95, stack: bool = True,
               progress: bool = False) -> AuditResult:
-    """Audit the annotations in `data` (see `AuditResult`)."""
+    """Audit the annotations in `data` (see `AuditResult`).
+
+    The label model (`method`) fitted without gold gives the gold-free accuracy estimates. With gold, the
+    posterior behind the flags and the corrected estimates is the label model fitted with gold, or, with
+    `stack` and at least STACK_MIN_GOLD gold items, a logistic regression trained on the gold items over
+    the votes and the gold-free posterior (cross-fitted on the gold items themselves).
+    """
     method = method or default_method()
     votes, gold, k = data.votes, data.gold, len(data.classes)
     n_gold = int((gold >= 0).sum())
     proba_nogold = _fit(method, votes, k, None, seed)
-    proba = _fit(method, votes, k, gold, seed) if n_gold else proba_nogold
-    proba_oof = cross_fitted_proba(method, votes, gold, k, folds, seed) if n_gold >= MIN_GOLD else np.full_like(proba, np.nan)
+    proba, proba_oof, posterior = gold_posterior(method, votes, proba_nogold, gold, folds, seed, stack)
     hard = proba.argmax(axis=1)
 
     # per annotator
@@ -234,7 +292,7 @@ def run_audit(data: AuditData, method: str | None = None, folds: int = 5, seed: 
         pb_rows.append({"judge": base, orders[0]: data.annotators[a], orders[1]: data.annotators[b], **pb})
     position = pd.DataFrame(pb_rows)
 
-    prev_rows = [{"source": f"label model ({method})", "class": data.classes[r.pop("class_index")], **r}
+    prev_rows = [{"source": f"label model ({posterior})", "class": data.classes[r.pop("class_index")], **r}
                  for r in label_prevalence(proba, proba_oof, gold, hard, confidence)]
     for j, name in enumerate(data.annotators):  # an annotator's own reported rate (e.g. a judge's win rate)
         own = votes[:, j]
@@ -259,9 +317,9 @@ def run_audit(data: AuditData, method: str | None = None, folds: int = 5, seed: 
     reliability = reliability_table(np.where(labeled[:, None], proba_oof, np.nan), gold)
 
     summary = {
-        "source": data.source, "method": method, "items": len(data.items), "annotators": len(data.annotators),
+        "source": data.source, "method": method, "posterior": posterior, "items": len(data.items), "annotators": len(data.annotators),
         "classes": data.classes, "gold_items": n_gold, "agreement": agreement,
-        "label_model_accuracy_on_gold_cross_fitted": (
+        "posterior_accuracy_on_gold_cross_fitted": (
             float((proba_oof[labeled].argmax(axis=1) == gold[labeled]).mean()) if n_gold >= MIN_GOLD else None),
         "flagged": len(flagged), "position_bias_pairs": len(position),
     }

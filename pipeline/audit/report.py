@@ -111,8 +111,8 @@ th{background:#f0f0f0}td.l,th.l{text-align:left}
 <h2 id="agreement">Agreement</h2>
 <table id="agreement-table"><tr><th class="l">measure</th><th>value</th></tr>
 {% for k, v in s.agreement.items() %}<tr><td class="l">{{ k }}</td><td>{{ fmt(v) }}</td></tr>{% endfor %}
-{% if s.label_model_accuracy_on_gold_cross_fitted is not none %}<tr><td class="l">label model accuracy on gold
-(cross-fitted)</td><td>{{ fmt(s.label_model_accuracy_on_gold_cross_fitted) }}</td></tr>{% endif %}
+{% if s.posterior_accuracy_on_gold_cross_fitted is not none %}<tr><td class="l">posterior accuracy on gold
+(cross-fitted: {{ s.posterior }})</td><td>{{ fmt(s.posterior_accuracy_on_gold_cross_fitted) }}</td></tr>{% endif %}
 </table>
 
 <h2 id="annotators">Annotators</h2>
@@ -131,6 +131,7 @@ share of flips where the judge chose whichever output was shown first.</p>
 {{ position }}{% endif %}
 
 <h2 id="reliability">Reliability diagram</h2>
+<p class="note">posterior: {{ s.posterior }}; gold items, each predicted by a model that did not see its gold label.</p>
 {% if reliability %}{{ reliability }}{% else %}<p class="note">No gold items: a reliability diagram needs some.</p>{% endif %}
 
 <h2 id="confusion">Confusion matrices</h2>
