@@ -231,3 +231,23 @@ def test_cli_audit_writes_folder_and_errors_cleanly(tmp_path):
     bad = runner.invoke(app, ["audit", str(tmp_path / "one.csv"), "-o", str(tmp_path / "out2")])
     assert bad.exit_code == 2 and "at least 2 annotators" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "out2").exists()
+
+
+def test_stacker_learns_whom_to_trust_from_gold():
+    """Three copies of a misled judge outvote one good judge; 40 gold items teach the stacker otherwise."""
+    from pipeline.audit.core import _fit, stacked_proba
+
+    rng = np.random.default_rng(2)
+    n = 400
+    y = rng.integers(0, 2, n)
+    misled = np.where(rng.random(n) < 0.55, y, 1 - y)
+    good = np.where(rng.random(n) < 0.9, y, 1 - y)
+    votes = np.stack([misled, misled, misled, good], axis=1)
+    gold = np.full(n, -1)
+    idx = rng.choice(n, 40, replace=False)
+    gold[idx] = y[idx]
+    base = _fit("majority", votes, 2, None, 0)
+    full, oof = stacked_proba(votes, base, gold)
+    assert np.allclose(full.sum(axis=1), 1) and np.isnan(oof[gold < 0]).all() and not np.isnan(oof[idx]).any()
+    rest = gold < 0
+    assert (full[rest].argmax(axis=1) == y[rest]).mean() > 0.85 > (base[rest].argmax(axis=1) == y[rest]).mean()
