@@ -100,7 +100,8 @@ def audit(file: Path = typer.Argument(..., help="Annotations: CSV / TSV / JSONL 
     console.print(f"{s['items']} items, {s['annotators']} annotators, {s['gold_items']} gold, label model "
                   f"{s['method']}; Fleiss kappa {s['agreement']['fleiss_kappa']:.3f}, Krippendorff alpha "
                   f"{s['agreement']['krippendorff_alpha']:.3f}", highlight=False, soft_wrap=True)
-    table = result.annotators.sort_values("estimated_accuracy", ascending=False)
+    table = result.annotators.sort_values("corrected_accuracy" if s["gold_items"] >= 3 else "estimated_accuracy",
+                                          ascending=False)
     for _, row in table.head(10).iterrows():
         extra = (f"  gold {row['gold_accuracy']:.3f} (n={row['gold_items']})  corrected {row['corrected_accuracy']:.3f} "
                  f"[{row['corrected_accuracy_low']:.3f}, {row['corrected_accuracy_high']:.3f}]"

@@ -245,7 +245,7 @@ def run_audit(data: AuditData, method: str | None = None, folds: int = 5, seed: 
     n_gold = int((gold >= 0).sum())
     proba_nogold = _fit(method, votes, k, None, seed)
     proba, proba_oof, posterior = gold_posterior(method, votes, proba_nogold, gold, folds, seed, stack)
-    hard = proba.argmax(axis=1)
+    hard = proba_nogold.argmax(axis=1)  # the labels as they stand: no gold
 
     # per annotator
     q = stats.soft_accuracy(votes, proba_nogold)
