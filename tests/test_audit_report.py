@@ -49,7 +49,7 @@ def test_report_renders_tables_and_plots(tmp_path):
     rendered = json.loads(found.group(1).replace("&quot;", '"'))
     assert {"annotators-table", "prevalence-table", "position-table", "flagged-table", "agreement-table"} <= set(
         rendered["tables"])
-    assert rendered["svg"].count("confusion") == 5
+    assert rendered["svg"].count("confusion") == 10  # 5 annotators: estimated and on gold
     assert "kappa" in rendered["svg"] and "reliability" in rendered["svg"]
-    assert rendered["cells"] >= 5 * 9 + 25  # heatmap cells actually laid out
+    assert rendered["cells"] >= 10 * 9 + 25  # heatmap cells actually laid out
     assert "judge0/v" in dom  # the position-bias row of the paired judge

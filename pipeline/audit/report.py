@@ -135,7 +135,8 @@ share of flips where the judge chose whichever output was shown first.</p>
 {% if reliability %}{{ reliability }}{% else %}<p class="note">No gold items: a reliability diagram needs some.</p>{% endif %}
 
 <h2 id="confusion">Confusion matrices</h2>
-<p class="note">rows: true class, columns: the annotator's label, P(label | true).</p>
+<p class="note">rows: true class, columns: the annotator's label, P(label | true); estimated by the label
+model without gold, and measured on the gold items when there are some.</p>
 <div class="grid">{% for svg in confusions %}{{ svg }}{% endfor %}</div>
 
 <h2 id="kappa">Pairwise Cohen's kappa</h2>
@@ -182,9 +183,11 @@ def render_html(result: AuditResult, max_flagged: int = 50) -> str:
     d = result.data
     confusions = []
     for j, name in enumerate(d.annotators):
-        matrix = result.confusion_gold[j] if result.summary["gold_items"] else result.confusion_model[j]
-        label = "on gold" if result.summary["gold_items"] else "estimated"
-        confusions.append(heatmap_svg(matrix, d.classes, d.classes, f"{name} ({label})", css_class="confusion"))
+        confusions.append(heatmap_svg(result.confusion_model[j], d.classes, d.classes, f"{name} (estimated)",
+                                      css_class="confusion"))
+        if result.summary["gold_items"]:
+            confusions.append(heatmap_svg(result.confusion_gold[j], d.classes, d.classes, f"{name} (on gold)",
+                                          css_class="confusion"))
     m = len(d.annotators)
     kappa = heatmap_svg(result.kappa, d.annotators, d.annotators, "Cohen's kappa", vmin=-0.2, vmax=1.0,
                         cell=28 if m <= 15 else max(6, 420 // m), annotate=m <= 15, css_class="kappa")
