@@ -24,7 +24,7 @@ def _root() -> None:
 
 
 def fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/] {err}", highlight=False)
+    console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -73,6 +73,73 @@ def predict(model: Path = typer.Argument(..., help="A run folder (runs/NAME) or 
     except (LabelpipeError, ValueError, FileNotFoundError, OSError) as err:
         fail(err)
     console.print(f"wrote {len(out)} predictions to {output}")
+
+
+@app.command()
+def audit(file: Path = typer.Argument(..., help="Annotations: CSV / TSV / JSONL / Parquet, long (item, annotator, "
+                                                "label) or wide (one column per annotator)."),
+          out: Path = typer.Option(None, "--out", "-o", help="Audit folder (default: runs/audit-<file name>)."),
+          gold: Path = typer.Option(None, help="Separate gold file (item, gold) for some items."),
+          layout: str = typer.Option("auto", help="auto, long or wide."),
+          annotators: str = typer.Option(None, help="Wide layout: comma-separated annotator columns."),
+          item_col: str = typer.Option(None, help="Item id column."),
+          annotator_col: str = typer.Option(None, help="Long layout: annotator column."),
+          label_col: str = typer.Option(None, help="Long layout: label column."),
+          gold_col: str = typer.Option(None, help="Gold column (empty = unknown)."),
+          text_col: str = typer.Option(None, help="Item text column (enables neighbour evidence)."),
+          classes: str = typer.Option(None, help="Comma-separated class list (order = class index)."),
+          method: str = typer.Option(None, help="Label model (default: dawid_skene when available, else majority)."),
+          neighbors: bool = typer.Option(True, help="Use kNN neighbour labels as evidence when text is given."),
+          encoder: str = typer.Option("default", help="Sentence encoder for the neighbours."),
+          orders: str = typer.Option("ab,ba", help="Suffixes of a pairwise judge's two presentation orders."),
+          top: int = typer.Option(100, help="How many flagged items to write."),
+          stack: bool = typer.Option(True, help="With 20+ gold items, learn the posterior from them (logistic "
+                                                "regression over the votes and the label model)."),
+          seed: int = typer.Option(0, help="Seed (cross-fitting folds, label model).")) -> None:
+    """Audit annotations (LLM judges, LLM annotators): reliability, flagged items, corrected estimates."""
+    from .audit import attach_gold, load_annotations, run_audit, write_audit
+
+    try:
+        data = load_annotations(file, item_col=item_col, annotator_col=annotator_col, label_col=label_col,
+                                gold_col=gold_col, text_col=text_col, layout=layout,
+                                annotator_cols=annotators.split(",") if annotators else None,
+                                classes=classes.split(",") if classes else None)
+        if gold is not None:
+            data = attach_gold(data, gold)
+        order_pair = tuple(orders.split(","))
+        if len(order_pair) != 2:
+            raise LabelpipeError(f"--orders needs two comma-separated suffixes, got '{orders}'")
+        result = run_audit(data, method=method, seed=seed, top=top, neighbors=neighbors, encoder=encoder,
+                           orders=order_pair, stack=stack, progress=sys.stderr.isatty())
+        folder = write_audit(result, out or Path("runs") / f"audit-{file.stem}")
+    except (LabelpipeError, ValueError, FileNotFoundError) as err:
+        fail(err)
+    s = result.summary
+    console.print(f"{s['items']} items, {s['annotators']} annotators, {s['gold_items']} gold, label model "
+                  f"{s['method']}; Fleiss kappa {s['agreement']['fleiss_kappa']:.3f}, Krippendorff alpha "
+                  f"{s['agreement']['krippendorff_alpha']:.3f}", highlight=False, soft_wrap=True)
+    table = result.annotators.sort_values("corrected_accuracy" if s["gold_items"] >= 3 else "estimated_accuracy",
+                                          ascending=False)
+    for _, row in table.head(10).iterrows():
+        extra = (f"  gold {row['gold_accuracy']:.3f} (n={row['gold_items']})  corrected {row['corrected_accuracy']:.3f} "
+                 f"[{row['corrected_accuracy_low']:.3f}, {row['corrected_accuracy_high']:.3f}]"
+                 if row["gold_items"] else "")
+        console.print(f"  {row['annotator']:<32} est. accuracy {row['estimated_accuracy']:.3f}  abstain "
+                      f"{row['abstain_rate']:.2f}{extra}", highlight=False, soft_wrap=True)
+    if len(table) > 10:
+        console.print(f"  ... {len(table) - 10} more in annotators.csv", highlight=False, soft_wrap=True)
+    if len(result.position_bias):
+        pb = result.position_bias
+        console.print(f"position bias: {len(pb)} judges seen in both orders, mean flip rate "
+                      f"{pb['flip_rate'].mean():.3f}", highlight=False, soft_wrap=True)
+    for _, row in result.prevalence[result.prevalence["source"].str.startswith("label model")].iterrows():
+        text = f"prevalence of {row['class']}: naive {row['naive']:.3f}"
+        if "corrected" in row and row["corrected"] == row["corrected"]:
+            text += f", corrected {row['corrected']:.3f} [{row['corrected_low']:.3f}, {row['corrected_high']:.3f}]"
+        console.print(text, highlight=False, soft_wrap=True)
+    console.print(f"{s['flagged']} flagged items; results: {folder}/  (report.html, annotators.csv, flagged.csv, "
+                  "prevalence.csv)", highlight=False, soft_wrap=True)
+    typer.echo(str(folder))
 
 
 if __name__ == "__main__":
