@@ -96,10 +96,9 @@ def _setup_logging(run_dir: Path) -> logging.Handler:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
-               for h in log.handlers):
-        from rich.logging import RichHandler
+    from rich.logging import RichHandler
 
+    if not any(isinstance(h, RichHandler) for h in log.handlers):  # one console handler per process
         log.addHandler(RichHandler(show_path=False, show_time=False))
     return handler
 

@@ -100,3 +100,20 @@ def test_skipped_bad_rows_are_counted_in_the_run_log(tmp_path):
     assert "skipped 2 bad rows" in log and "row 2, field 'text': empty text" in log
     assert pd.read_parquet(run_dir / "votes.parquet")["gpt"].tolist() == [0, 1]
     assert not (run_dir / "neighbors.parquet").exists()
+
+
+def test_repeated_runs_in_one_process_add_one_console_handler(tmp_path):
+    import logging
+
+    from rich.logging import RichHandler
+
+    from pipeline.config import parse_config
+
+    (tmp_path / "items.csv").write_text("id,text,gpt\n1,good,pos\n2,bad,neg\n")
+    cfg = parse_config({"output_dir": str(tmp_path / "runs"), "data": {
+        "path": str(tmp_path / "items.csv"), "classes": ["pos", "neg"], "annotation_columns": ["gpt"]}})
+    for _ in range(3):
+        run_pipeline(cfg, progress=False, until="label")
+    handlers = logging.getLogger("labelpipe").handlers
+    assert sum(isinstance(h, RichHandler) for h in handlers) == 1
+    assert not any(isinstance(h, logging.FileHandler) for h in handlers)
