@@ -51,8 +51,10 @@ def run(config: Path = typer.Argument(None, help="Run config (YAML). Without it,
         test = metrics.get("test", {})
         agg = metrics["stages"]["aggregate"]
         if test:
-            console.print(f"test accuracy {test['accuracy']:.3f}  macro-F1 {test['macro_f1']:.3f}  "
-                          f"ECE {test['ece']:.3f}   (label model on test: {agg.get('test_accuracy')})")
+            line = f"test accuracy {test['accuracy']:.3f}  macro-F1 {test['macro_f1']:.3f}  ECE {test['ece']:.3f}"
+            if agg.get("test_accuracy") is not None:
+                line += f"   (label model on test: {agg['test_accuracy']:.3f})"
+            console.print(line)
     console.print(f"results: {run_dir}/  (metrics.json, predictions.parquet, model/, run.log)")
     typer.echo(str(run_dir))
 
