@@ -5,7 +5,7 @@
         type: keyword              # any of the keywords
         class: SPAM
         keywords: [subscribe, "sub to my"]
-        whole_word: true           # default true: no letter/digit/_ right before or after the keyword
+        whole_word: true           # default true: not inside a longer word ("sub" misses "subway")
         case_sensitive: false      # default false
       - name: re_check_out
         type: regex                # Python `re` syntax, searched anywhere in the text
@@ -56,9 +56,8 @@ class KeywordRule(_Rule):
         parts = []
         for word in sorted(set(self.keywords), key=lambda w: (-len(w), w)):
             body = re.escape(word)
-            if self.whole_word:  # \b where the keyword's edge is a word character, else a lookaround
-                body = (r"\b" if re.match(r"\w", word[0]) else r"(?<!\w)") + body
-                body += r"\b" if re.match(r"\w", word[-1]) else r"(?!\w)"
+            if self.whole_word:  # a word-character edge must not touch another word character
+                body = (r"\b" if re.match(r"\w", word[0]) else "") + body + (r"\b" if re.match(r"\w", word[-1]) else "")
             parts.append(body)
         return "|".join(parts)
 
@@ -131,7 +130,7 @@ def _where(raw: dict, loc: tuple) -> str:
         entry = entries[loc[1]] if loc[1] < len(entries) else None
         name = entry.get("name") if isinstance(entry, dict) else None
         head = f"labeling function {loc[1] + 1}" + (f" '{name}'" if name else "")
-        rest = [str(p) for p in loc[2:] if p not in ("keyword", "regex")]
+        rest = [str(p) for p in loc[3 if len(loc) > 2 and loc[2] in ("keyword", "regex") else 2:]]
         return head + (f", key '{'.'.join(rest)}'" if rest else "")
     return ".".join(str(p) for p in loc) or "(top level)"
 
