@@ -150,6 +150,7 @@ def lf_analysis(target: Path = typer.Argument(..., help="A run config (YAML: run
                 no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars.")) -> None:
     """Per labeler: coverage, overlap, conflict, polarity and empirical accuracy on gold (Snorkel's definitions)."""
     from rich.console import Console as _Console
+    from rich.measure import Measurement
 
     from .lfanalysis import analyze_run_folder, render_table
 
@@ -170,7 +171,13 @@ def lf_analysis(target: Path = typer.Argument(..., help="A run config (YAML: run
             json_out.write_text(json.dumps(report, indent=2) + "\n")
     except (LabelpipeError, ValueError, FileNotFoundError) as err:
         fail(err)
-    _Console(soft_wrap=False).print(render_table(report))
+    out = _Console(soft_wrap=False)
+    table = render_table(report)
+    need = Measurement.get(out, out.options.update(max_width=10_000), table)
+    # piped or redirected: as wide as the table needs, not a guessed 80 columns; a narrow terminal: never
+    # drop a column (rich would), let the lines wrap instead
+    out.width = max(out.width, need.minimum if out.is_terminal else need.maximum)
+    out.print(table)
     test_gold = report["summary"].get("gold_items_by_split", {}).get("test", 0)
     if split == "all" and test_gold:
         console.print(f"note: the accuracies include {test_gold} gold items of the test split; use --split valid "

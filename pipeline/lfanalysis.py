@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rich import box
 from rich.table import Table
 
 from .errors import LabelpipeError
@@ -64,27 +65,26 @@ def _fraction(x) -> str:
 
 
 def render_table(report: dict) -> Table:
-    """A rich table: one row per labeler; accuracy columns only when some item has gold."""
+    """A rich table: one row per labeler; the accuracy column (with the number of gold items it is
+    measured on) only when some item has gold. Correct / incorrect counts are in the JSON."""
     s = report["summary"]
-    title = (f"{s['labelers']} labelers on {s['items']} items ({report['split']}): coverage "
-             f"{s['label_coverage']:.3f}, overlap {s['label_overlap']:.3f}, conflict {s['label_conflict']:.3f}")
-    table = Table(title=title, title_justify="left")
     has_gold = s["gold_items"] > 0
-    table.add_column("labeler", overflow="fold")
-    table.add_column("kind")
-    table.add_column("polarity", overflow="fold")
+    gold = f", {s['gold_items']} with gold" if has_gold else ""
+    title = (f"{s['labelers']} labelers on {s['items']} items ({report['split']}{gold}): coverage "
+             f"{s['label_coverage']:.3f}, overlap {s['label_overlap']:.3f}, conflict {s['label_conflict']:.3f}")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("labeler", no_wrap=True, overflow="ellipsis", min_width=12)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("polarity", no_wrap=True, overflow="ellipsis", min_width=8)
     for name in ("coverage", "overlap", "conflict"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     if has_gold:
-        table.add_column("correct", justify="right")
-        table.add_column("incorrect", justify="right")
-        table.add_column(f"emp. acc. (of {s['gold_items']} gold)", justify="right")
+        table.add_column("emp. acc. (n)", justify="right", no_wrap=True, min_width=13)
     for row in report["labelers"]:
         cells = [row["labeler"], row.get("kind", ""), ", ".join(map(str, row["polarity"])) or "–",
                  _fraction(row["coverage"]), _fraction(row["overlap"]), _fraction(row["conflict"])]
         if has_gold:
             acc = row["accuracy"]
-            cells += [str(row["correct"]), str(row["incorrect"]),
-                      "–" if acc is None else f"{acc:.3f} (n={row['gold_n']})"]
+            cells.append("–" if acc is None else f"{acc:.3f} ({row['gold_n']})")
         table.add_row(*cells)
     return table
