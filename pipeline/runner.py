@@ -96,10 +96,12 @@ def _setup_logging(run_dir: Path) -> logging.Handler:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    from rich.console import Console
     from rich.logging import RichHandler
 
     if not any(isinstance(h, RichHandler) for h in log.handlers):  # one console handler per process
-        log.addHandler(RichHandler(show_path=False, show_time=False))
+        # on stderr: stdout carries the results (the run folder, the lf-analysis table)
+        log.addHandler(RichHandler(console=Console(stderr=True), show_path=False, show_time=False))
     return handler
 
 
