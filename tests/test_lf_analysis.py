@@ -158,3 +158,20 @@ def test_cli_errors(tmp_path):
     result = runner.invoke(app, ["lf-analysis", str(tmp_path), "--split", "dev"])
     assert result.exit_code == 2 and "--split must be one of all, train, valid, test" in result.output
     assert "Traceback" not in result.output
+
+
+def test_matches_snorkel_on_wrench_youtube():
+    snorkel = pytest.importorskip("snorkel.labeling")
+    from pipeline.config import parse_config
+    from pipeline.data import load_items
+    from tests.conftest import require_shared
+
+    loaded = load_items(parse_config({"data": {"path": str(require_shared("wrench", "youtube")),
+                                               "format": "wrench"}}).data)
+    votes = loaded.frame[loaded.annotation_columns].to_numpy()
+    gold = loaded.frame["gold"].to_numpy()
+    ref = snorkel.LFAnalysis(votes).lf_summary(Y=gold)
+    ours = lf_summary(votes, classes=loaded.classes, gold=gold)
+    for theirs, mine in [("Coverage", "coverage"), ("Overlaps", "overlap"), ("Conflicts", "conflict"),
+                         ("Correct", "correct"), ("Incorrect", "incorrect"), ("Emp. Acc.", "accuracy")]:
+        np.testing.assert_allclose(ours[mine].to_numpy(dtype=float), ref[theirs].to_numpy(dtype=float))
