@@ -37,7 +37,7 @@ RULE_SUFFIXES = (".yaml", ".yml")
 
 
 class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+    model_config = ConfigDict(extra="forbid", populate_by_name=False, coerce_numbers_to_str=True)
 
     name: str = Field(min_length=1)
     label: str = Field(alias="class", min_length=1)

@@ -58,6 +58,11 @@ def test_regex_and_field():
                      "field": "title"}) == [-1, 0, -1, -1, 0, -1]
 
 
+def test_numbers_are_read_as_strings():
+    lf = rules({"name": "kw", "type": "keyword", "class": 1, "keywords": [2024]})[0]
+    assert lf.label == "1" and lf.regex.search("in 2024!")
+
+
 def test_invalid_regex_names_file_and_function():
     with pytest.raises(ConfigError, match=r"t\.yaml: labeling function 're_bad': invalid regex '\(unclosed'"):
         rules({"name": "re_bad", "type": "regex", "class": "spam", "pattern": "(unclosed"})
