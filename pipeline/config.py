@@ -40,7 +40,7 @@ class DataConfig(Section):
 
 
 class LabelConfig(Section):
-    labeling_functions: list[str] = Field(default_factory=list)  # python files / module paths
+    labeling_functions: list[str] = Field(default_factory=list)  # .py files, modules, .yaml/.yml rule files
     use_annotation_columns: bool = True
 
 

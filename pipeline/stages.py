@@ -49,13 +49,16 @@ def label_stage(run: Run) -> dict:
             columns[col] = items[col].to_numpy(dtype=np.int64)
             labelers.append({"name": col, "kind": "column"})
     for source in run.cfg.label.labeling_functions:
-        lfs = load_labeling_functions(source)
+        lfs = load_labeling_functions(source, classes=classes)
         votes = apply_labeling_functions(lfs, items, classes, progress=run.progress)
         for j, lf in enumerate(lfs):
             if lf.name in columns:
                 raise ValueError(f"two labelers are named '{lf.name}'")
             columns[lf.name] = votes[:, j]
-            labelers.append({"name": lf.name, "kind": "labeling_function", "source": source})
+            entry = {"name": lf.name, "kind": "labeling_function", "source": source}
+            if getattr(lf, "kind", None) in ("keyword", "regex"):
+                entry["rule"] = lf.kind
+            labelers.append(entry)
     if not columns:
         raise ValueError("no labelers: give label.labeling_functions or data.annotation_columns")
     votes = pd.DataFrame({"id": items["id"], **columns})
