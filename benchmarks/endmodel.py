@@ -98,6 +98,12 @@ def main() -> None:
                     help="head mode: folder of cached encoder states (<dataset>.npz), read if there, else written")
     ap.add_argument("--limit", type=int, default=None, help="smoke test: first N train/valid/test items only")
     ap.add_argument("--time-budget", type=float, default=None, help="start no new run after this many seconds")
+    ap.add_argument("--full-timing", type=int, default=None, metavar="N",
+                    help="also time one epoch of full fine-tuning (loss ce) on N random train items of each "
+                         "--full-timing-datasets set, extrapolated to the whole train split (CPU: a full epoch of "
+                         "trec takes ~15 min); written to the JSON's `timing` list")
+    ap.add_argument("--full-timing-datasets", nargs="+", default=["trec"], choices=DATASETS)
+    ap.add_argument("--skip-grid", action="store_true", help="only the --full-timing measurement")
     args = ap.parse_args()
 
     from pipeline.train import cls_states, fine_tune, head_logits, load_classifier, predict_logits
@@ -135,8 +141,8 @@ def main() -> None:
             print(f"[{name}] encoded {sum(len(d[s]['texts']) for s in ('train', 'valid', 'test'))} texts "
                   f"in {embed_seconds[name]:.1f}s", flush=True)
 
-    jobs = []
-    for seed in range(args.seeds):
+    jobs, timing = [], []
+    for seed in range(0 if args.skip_grid else args.seeds):
         for name in args.datasets:
             for loss in args.losses:
                 jobs.append((seed, name, loss, "aggregated"))
@@ -181,7 +187,31 @@ def main() -> None:
               f"epochs {row['epochs_run']}", flush=True)
         Path(args.json).write_text(json.dumps({"results": results, "config": vars(args),
                                                "embed_seconds": embed_seconds}, indent=1))
+    for name in args.full_timing_datasets if args.full_timing else []:
+        timing.append(time_full_epoch(name, data[name], args))
+        print(f"[{name}] full fine-tuning: {timing[-1]['seconds_measured']:.1f}s for {args.full_timing} items -> "
+              f"{timing[-1]['seconds_per_epoch']:.0f}s per epoch of {timing[-1]['train_items']} items "
+              f"(extrapolated)", flush=True)
+        Path(args.json).write_text(json.dumps({"results": results, "timing": timing, "config": vars(args),
+                                               "embed_seconds": embed_seconds}, indent=1))
     print_table(results)
+
+
+def time_full_epoch(name: str, d: dict, args) -> dict:
+    """Seconds of one full fine-tuning epoch over the train split, measured on `args.full_timing` random
+    covered train items (seed 0, no valid scoring) and scaled linearly to the whole split."""
+    from pipeline.train import fine_tune
+
+    covered = np.flatnonzero(d["train"]["weights"] > 0)
+    n = min(args.full_timing, len(covered))
+    pick = np.sort(np.random.default_rng(0).choice(covered, n, replace=False))
+    cfg = TrainConfig(model=args.model, mode="full", loss="ce", epochs=1, batch_size=args.batch_size,
+                      max_length=args.max_length)
+    clf = fine_tune([d["train"]["texts"][i] for i in pick], d["train"]["targets"][pick],
+                    d["train"]["weights"][pick], d["classes"], cfg, seed=0, progress=False)
+    return {"dataset": name, "mode": "full", "loss": "ce", "items_timed": int(n), "train_items": len(covered),
+            "seconds_measured": clf.seconds_per_epoch,
+            "seconds_per_epoch": clf.seconds_per_epoch * len(covered) / n, "extrapolated": n < len(covered)}
 
 
 def print_table(results: list[dict]) -> None:

@@ -81,6 +81,12 @@ class _Head(torch.nn.Module):
         return self.classifier(self.dropout(self.pooler(cls_states[:, None, :])))
 
 
+def _length_batches(texts: list[str], batch_size: int) -> list[np.ndarray]:
+    """Index batches of texts of similar length (by characters), so that little padding is computed."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 @torch.no_grad()
 def cls_states(model, tokenizer, texts: list[str], batch_size: int = 64, max_length: int = 128,
                progress: bool = True, cache_dir: Path | None = None) -> np.ndarray:
@@ -94,12 +100,11 @@ def cls_states(model, tokenizer, texts: list[str], batch_size: int = 64, max_len
             return np.load(path)
     model.eval()
     device = next(model.parameters()).device
-    out = []
-    for start in tqdm(range(0, len(texts), batch_size), desc="encode", disable=not progress, leave=False):
-        enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
+    states = np.zeros((len(texts), model.config.hidden_size), np.float32)
+    for batch in tqdm(_length_batches(texts, batch_size), desc="encode", disable=not progress, leave=False):
+        enc = tokenizer([texts[i] for i in batch], truncation=True, max_length=max_length, padding=True,
                         return_tensors="pt").to(device)
-        out.append(model.base_model(**enc).last_hidden_state[:, 0].float().cpu().numpy())
-    states = np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), np.float32)
+        states[batch] = model.base_model(**enc).last_hidden_state[:, 0].float().cpu().numpy()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")
@@ -286,12 +291,12 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 def _logits(model, tokenizer, texts: list[str], batch_size: int, max_length: int, progress: bool) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
-    out = []
-    for start in tqdm(range(0, len(texts), batch_size), desc="predict", disable=not progress, leave=False):
-        enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
+    out = np.zeros((len(texts), model.config.num_labels), np.float32)
+    for batch in tqdm(_length_batches(texts, batch_size), desc="predict", disable=not progress, leave=False):
+        enc = tokenizer([texts[i] for i in batch], truncation=True, max_length=max_length, padding=True,
                         return_tensors="pt").to(device)
-        out.append(model(**enc).logits.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), np.float32)
+        out[batch] = model(**enc).logits.float().cpu().numpy()
+    return out
 
 
 def predict_logits(clf: TrainedClassifier, texts: list[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:
