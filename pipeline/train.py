@@ -114,9 +114,25 @@ def cls_states(model, tokenizer, texts: list[str], batch_size: int = 64, max_len
 
 
 def _mixed_precision(setting: str) -> str:
+    if setting == "fp16" and not torch.cuda.is_available():
+        raise ValueError("train.mixed_precision: fp16 needs a GPU; use bf16 or no on a CPU")
     if setting != "auto":
         return setting
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _accelerator(setting: str):
+    """An `accelerate.Accelerator` for this run's mixed precision. Accelerate keeps one process-wide state
+    that refuses a change of precision; a later run in the same process with another setting resets the
+    precision part of it (the distributed part, set by `accelerate launch`, is kept)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    precision = _mixed_precision(setting)
+    state = AcceleratorState._shared_state
+    if state and str(state.get("_mixed_precision", precision)) != precision:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
 
 
 def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classes: list[str],
@@ -130,7 +146,6 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     items, the last epoch is kept and the temperature stays 1. `features` (head mode only): precomputed
     `cls_states` of (texts, valid_texts), to share the encoder pass between runs.
     """
-    from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
     targets, weights = np.asarray(targets, dtype=np.float32), np.asarray(weights, dtype=np.float32)
@@ -150,7 +165,7 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     else:
         loss_fn = make_loss(cfg.loss, len(keep), len(classes), **params)
 
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available())
+    accelerator = _accelerator(cfg.mixed_precision)
     _set_seed(seed)
     model, tokenizer = load_classifier(cfg.model, classes)
     result = TrainedClassifier(model, tokenizer, classes=list(classes), max_length=cfg.max_length)

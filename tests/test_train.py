@@ -196,3 +196,16 @@ def test_full_mode_and_coteaching_are_repeatable_with_a_seed():
                     valid_texts=VALID, valid_labels=VALID_Y, seed=2, progress=False) for _ in range(2)]
     np.testing.assert_allclose(predict_logits(co[0], VALID, progress=False),
                                predict_logits(co[1], VALID, progress=False), atol=1e-5)
+
+
+def test_mixed_precision_bf16_on_cpu_after_a_full_precision_run():
+    """The only mixed-precision path a CPU can run; accelerate's process-wide state must accept the change."""
+    targets = np.eye(3)[Y]
+    fine_tune(TEXTS, targets, np.ones(len(Y)), CLASSES, _head_cfg(head_epochs=1, mixed_precision="no"),
+              progress=False)
+    clf = fine_tune(TEXTS, targets, np.ones(len(Y)), CLASSES, _head_cfg(head_epochs=3, mixed_precision="bf16"),
+                    valid_texts=VALID, valid_labels=VALID_Y, progress=False)
+    assert next(clf.model.parameters()).dtype == torch.float32 and np.isfinite(clf.history[-1]["train_loss"])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="fp16 needs a GPU"):
+            fine_tune(TEXTS, targets, np.ones(len(Y)), CLASSES, _head_cfg(mixed_precision="fp16"), progress=False)
