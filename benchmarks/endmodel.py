@@ -90,7 +90,8 @@ def ece_floor(proba: np.ndarray, draws: int = 200, seed: int = 0) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", required=True, help="output JSON path")
+    ap.add_argument("--json", required=True, help="output JSON path (with --markdown: the JSON to read)")
+    ap.add_argument("--markdown", action="store_true", help="print the BENCHMARKS.md table of --json and exit")
     ap.add_argument("--mode", choices=["head", "full"], default="head")
     ap.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
     ap.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
@@ -115,6 +116,9 @@ def main() -> None:
     ap.add_argument("--skip-grid", action="store_true", help="only the --full-timing measurement")
     args = ap.parse_args()
 
+    if args.markdown:
+        print(markdown_table(json.loads(Path(args.json).read_text())))
+        return
     from pipeline.train import cls_states, fine_tune, head_logits, load_classifier, predict_logits
 
     root = Path(args.data_root)
@@ -241,6 +245,30 @@ def print_table(results: list[dict]) -> None:
             best = robust.loc[robust["score"].idxmax()]
             print(f"{name} ({mode}): best robust {best['loss']} {best['score']:.4f} vs ce {ce.iloc[0]:.4f} "
                   f"(diff {best['score'] - ce.iloc[0]:+.4f}); max calibrated ECE {g['ece_calibrated'].max():.4f}")
+
+
+def markdown_table(out: dict) -> str:
+    """One row per dataset x labels x loss: mean (± std over seeds) of score, ECE before / after temperature
+    scaling, the calibrated ECE floor, seconds per epoch and best epoch."""
+    frame = pd.DataFrame(out["results"])
+    lines = ["| dataset | labels | loss | seeds | score | ECE | ECE calibrated | ECE floor | s / epoch | best epoch |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    order = {name: i for i, name in enumerate(LOSSES)}
+
+    def floor(g: pd.DataFrame) -> str:
+        return f"{g['ece_floor_calibrated'].mean():.3f}" if "ece_floor_calibrated" in g else "–"
+
+    frame["order"] = frame["loss"].map(order) + (frame["labels"] == "gold") * 10
+    for (name, labels, loss), g in frame.sort_values(["dataset", "order"]).groupby(
+            ["dataset", "labels", "loss"], sort=False):
+        std = f" ± {g['score'].std():.3f}" if len(g) > 1 else ""
+        lines.append(f"| {name} | {labels} | {loss} | {len(g)} | {g['score'].mean():.3f}{std} | {g['ece'].mean():.3f} | "
+                     f"{g['ece_calibrated'].mean():.3f} | {floor(g)} | "
+                     f"{g['seconds_per_epoch'].mean():.2f} | {g['best_epoch'].mean():.1f} |")
+    for t in out.get("timing", []):
+        lines.append(f"\nfull fine-tuning, {t['dataset']}: {t['seconds_measured']:.1f} s for {t['items_timed']} "
+                     f"items -> {t['seconds_per_epoch']:.0f} s per epoch of {t['train_items']} items (extrapolated)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
