@@ -9,6 +9,9 @@ of "spam" for sms), ECE (15 bins) before/after temperature scaling and seconds p
 
     python benchmarks/endmodel.py --mode head --json out.json            # CPU: frozen encoder + head
     python benchmarks/endmodel.py --mode full --json out.json            # GPU: full fine-tuning
+    python benchmarks/endmodel.py --mode head --features runs/feat --full-timing 480 --json out.json
+        # CPU: head grid on cached encoder states + one full-fine-tuning epoch of trec timed on 480 items
+    python benchmarks/endmodel.py --json out.json --markdown             # the BENCHMARKS.md table
 
 Rows are written to the JSON after each run, so an interrupted run keeps what it finished
 (`--time-budget` stops starting new runs after that many seconds). Runs are ordered seed-major.
