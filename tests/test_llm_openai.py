@@ -5,6 +5,7 @@ mid-run, and the API key never leaking into errors, raw answers, reprs, identiti
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
 import math
@@ -12,10 +13,17 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import numpy as np
 import pytest
 
-from labelers.llm.openai_backend import OpenAIBackend, normalize_token, parse_answer, proba_from_top_logprobs
+from labelers.llm.openai_backend import (
+    OpenAIBackend,
+    _retry_after,
+    normalize_token,
+    parse_answer,
+    proba_from_top_logprobs,
+)
 
 KEY = "sk-SENTINEL-7f3a9c1e5b2d4f60a8e1"
 VERB = [["ham"], ["spam"]]
@@ -136,6 +144,13 @@ def test_proba_from_top_logprobs_maps_prefix_tokens_and_renormalizes():
     np.testing.assert_allclose(p, [0.01 / 0.91, 0.9 / 0.91])
     assert proba_from_top_logprobs({" the": -0.1, "a": -2.0}, VERB) is None
     assert normalize_token(" **Spam:**") == "spam"
+
+
+def test_retry_after_in_seconds_or_http_date():
+    assert _retry_after(httpx.Headers({"Retry-After": "3"})) == 3.0
+    date = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < _retry_after(httpx.Headers({"Retry-After": date})) <= 30
+    assert _retry_after(httpx.Headers({"Retry-After": "soon"})) is None and _retry_after(httpx.Headers()) is None
 
 
 # ---- normal labeling --------------------------------------------------------------------------------------
