@@ -48,8 +48,14 @@ def shared_dir() -> Path:
 
 
 def scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    return {"ece": expected_calibration_error(y, proba), "accuracy": float((proba.argmax(1) == y).mean()),
-            "brier": brier_score(y, proba), "mean_confidence": float(proba.max(1).mean())}
+    """ECE (15 bins), accuracy, Brier, mean confidence and, for 2 classes, ROC AUC of p(class 1)."""
+    from sklearn.metrics import roc_auc_score
+
+    res = {"ece": expected_calibration_error(y, proba), "accuracy": float((proba.argmax(1) == y).mean()),
+           "brier": brier_score(y, proba), "mean_confidence": float(proba.max(1).mean())}
+    if proba.shape[1] == 2 and len(np.unique(y)) == 2:
+        res["auc"] = float(roc_auc_score(y, proba[:, 1]))
+    return res
 
 
 # ---- 1. global warming: verbal confidence ---------------------------------------------------------------
@@ -189,7 +195,8 @@ def youtube_gemma(n_test: int | None, threads: int) -> dict:
                  "score_seconds": score_s, "content_free_bias": cc_free.bias_.tolist(),
                  "mean_test_prediction": cc_mean.bias_.tolist(), "temperature": ts.temperature_,
                  "test_spam_rate": float(test_y.mean()), "prompt_prefix": prefix,
-                 "methods": {name: scores(test_y, p) for name, p in methods.items()}}
+                 "methods": {name: scores(test_y, p) for name, p in methods.items()},
+                 "proba": {"test": p_test.tolist(), "valid": p_valid.tolist(), "content_free": p_cf.tolist()}}
     if len(test_y) > 40:
         res["methods_first_40_test"] = {name: scores(test_y[:40], p[:40]) for name, p in methods.items()}
     return res
@@ -221,7 +228,8 @@ def main() -> None:
 def _print(title: str, methods: dict) -> None:
     print(f"\n{title}")
     for name, m in methods.items():
-        print(f"  {name:62s} ECE {m['ece']:.3f}  acc {m['accuracy']:.3f}  brier {m['brier']:.3f}")
+        auc = f"  AUC {m['auc']:.3f}" if "auc" in m else ""
+        print(f"  {name:62s} ECE {m['ece']:.3f}  acc {m['accuracy']:.3f}  brier {m['brier']:.3f}{auc}")
 
 
 if __name__ == "__main__":

@@ -174,7 +174,7 @@ def test_server_restarted_mid_run_retries_finish_every_item(model_path, referenc
 
     try:
         be = OpenAIBackend(srv.url, "gemma-270m", endpoint="completions", max_tokens=2, top_logprobs=10,
-                           max_concurrency=1, max_retries=20, backoff_base=0.5, backoff_max=8)
+                           max_concurrency=1, max_retries=30, backoff_base=0.5, backoff_max=8)
         out = be.label(PROMPTS[:8], VERB, on_result=on_result)
     finally:
         srv.kill()
