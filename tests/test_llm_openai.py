@@ -166,6 +166,7 @@ def test_chat_logprobs_give_class_probabilities_and_cost(serve):
     np.testing.assert_allclose(out.proba, want, atol=1e-9)
     assert not out.abstain.any() and out.extra["from_logprobs"] == 12 and out.extra["n_errors"] == 0
     assert out.raw[0] == " spam" and out.raw[1] == " ham"
+    assert out.extra["label_mass"][0] == pytest.approx(0.9)
     assert (out.prompt_tokens, out.completion_tokens) == (120, 12)
     assert out.extra["estimated_cost"] == pytest.approx(0.12 * 0.5 + 0.012 * 1.5)
     path, body, _ = srv.requests[0]
@@ -204,6 +205,16 @@ def test_text_answers_are_parsed_and_unparseable_ones_abstain_with_raw_kept(serv
     assert out.raw[2] == "I am not sure what this is" and out.extra["errors"] == [None] * 3
     assert out.extra["n_unparsed"] == 1 and out.extra["from_text"] == 2
     assert "logprobs" not in srv.requests[0][1]
+
+
+def test_low_label_mass_falls_back_to_the_answer_text(serve):
+    top = {"Sure": math.log(0.9), " spam": math.log(0.02), " ham": math.log(0.01)}
+    srv = serve(lambda n, p, body, h: (200, {}, chat_reply("Sure, it is ham", top)))
+    out = fast(srv.url).label(["a"], VERB)  # default: the label words' distribution, however small
+    np.testing.assert_allclose(out.proba, [[1 / 3, 2 / 3]])
+    assert out.extra["label_mass"] == [pytest.approx(0.03)]
+    out = fast(srv.url, min_label_mass=0.5).label(["a"], VERB)
+    assert out.proba.tolist() == [[1.0, 0.0]] and out.extra["from_text"] == 1
 
 
 def test_server_refusing_logprobs_falls_back_to_text(serve):

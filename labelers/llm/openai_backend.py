@@ -51,6 +51,7 @@ class _Result:
     completion_tokens: int = 0
     source: str = ""  # "logprobs" | "text" | ""
     attempts: int = 0
+    label_mass: float | None = None  # probability of all label words at the first answer token
 
 
 def normalize_token(token: str) -> str:
@@ -88,6 +89,16 @@ def proba_from_top_logprobs(top: dict[str, float], verbalizers: list[list[str]])
     probabilities of a class's tokens are summed; a class absent from the list gets the smallest listed
     probability (an upper bound on its mass); the K values are renormalized.
     """
+    mass, found = class_mass(top, verbalizers)
+    if not found.any():
+        return None
+    finite = [math.exp(v) for v in top.values() if v is not None and math.isfinite(v)]
+    mass[~found] = min(finite)
+    return mass / mass.sum()
+
+
+def class_mass(top: dict[str, float], verbalizers: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """(K,) summed probability of each class's tokens among `top`, and (K,) bool: the class was listed."""
     words = [[normalize_token(w) for w in ws] for ws in verbalizers]
     mass = np.zeros(len(verbalizers))
     found = np.zeros(len(verbalizers), dtype=bool)
@@ -99,11 +110,7 @@ def proba_from_top_logprobs(top: dict[str, float], verbalizers: list[list[str]])
         if len(hits) == 1:
             mass[hits[0]] += math.exp(lp)
             found[hits[0]] = True
-    if not found.any():
-        return None
-    finite = [math.exp(v) for v in top.values() if v is not None and math.isfinite(v)]
-    mass[~found] = min(finite)
-    return mass / mass.sum()
+    return mass, found
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
@@ -129,6 +136,8 @@ class OpenAIBackend(Backend):
       when the server sends none, or none of them is a label word, the answer text is parsed.
     max_retries: retries after the first attempt, on 429/5xx/timeouts/connection errors; backoff
       min(backoff_max, backoff_base * 2**attempt) * U(0, 1), at least the server's Retry-After.
+    min_label_mass: when the label words' total probability at the first answer token is below this (the
+      model meant to say something else), the answer text is parsed instead of the log-probabilities.
     stop_after_failures: after this many requests in a row failed for good, the rest are not sent
       (abstains with an error) — an endpoint that is down does not cost N × retries. None: never.
     price_per_1k_prompt/completion: prices that make the run log and `extra` report an estimated cost.
@@ -141,7 +150,7 @@ class OpenAIBackend(Backend):
                  max_retries: int = 5, backoff_base: float = 0.5, backoff_max: float = 30.0,
                  temperature: float = 0.0, max_tokens: int = 8, logprobs: bool = True,
                  top_logprobs: int = 10, stop: list[str] | None = None, system_prompt: str | None = None,
-                 seed: int | None = None, stop_after_failures: int | None = 50,
+                 seed: int | None = None, min_label_mass: float = 0.0, stop_after_failures: int | None = 50,
                  price_per_1k_prompt: float | None = None, price_per_1k_completion: float | None = None):
         if endpoint not in ("chat", "completions"):
             raise ValueError(f"endpoint must be 'chat' or 'completions', got {endpoint!r}")
@@ -167,6 +176,7 @@ class OpenAIBackend(Backend):
         self.stop = stop
         self.system_prompt = system_prompt
         self.seed = seed
+        self.min_label_mass = min_label_mass
         self.stop_after_failures = stop_after_failures
         self.price_per_1k_prompt = price_per_1k_prompt
         self.price_per_1k_completion = price_per_1k_completion
@@ -180,7 +190,7 @@ class OpenAIBackend(Backend):
         return {"backend": self.name, "base_url": self.base_url, "endpoint": self.endpoint, "model": self.model,
                 "temperature": self.temperature, "max_tokens": self.max_tokens, "logprobs": self.logprobs,
                 "top_logprobs": self.top_logprobs if self.logprobs else None, "stop": self.stop,
-                "system_prompt": self.system_prompt, "seed": self.seed}
+                "system_prompt": self.system_prompt, "seed": self.seed, "min_label_mass": self.min_label_mass}
 
     # ---- public entry points -------------------------------------------------------------------------
 
@@ -258,6 +268,7 @@ class OpenAIBackend(Backend):
         cost = self.estimated_cost(out.prompt_tokens, out.completion_tokens)
         out.extra.update({
             "errors": errors, "n_errors": n_err, "n_unparsed": n_unparsed,
+            "label_mass": [r.label_mass for r in results],  # type: ignore[union-attr]
             "from_logprobs": sum(r.source == "logprobs" for r in results),  # type: ignore[union-attr]
             "from_text": sum(r.source == "text" for r in results),  # type: ignore[union-attr]
             "retries": state["retries"], "seconds": elapsed,
@@ -356,9 +367,10 @@ class OpenAIBackend(Backend):
         for token, top in positions:  # the first answer token: the first position that is not blank
             if not normalize_token(token):
                 continue
+            mass = float(class_mass(top, verbalizers)[0].sum())
             proba = proba_from_top_logprobs(top, verbalizers)
-            if proba is not None:
-                return _Result(proba, raw, None, pt, ct, "logprobs", attempts)
+            if proba is not None and mass >= self.min_label_mass:
+                return _Result(proba, raw, None, pt, ct, "logprobs", attempts, mass)
             break
         cls = parse_answer(text, verbalizers)
         if cls is None:
