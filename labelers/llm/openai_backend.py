@@ -1,6 +1,6 @@
 """`openai` backend: any OpenAI-compatible HTTP endpoint (a vLLM or llama.cpp server, a provider).
 
-Requests go out concurrently (asyncio + httpx, at most `max_concurrency` in flight), each with a
+Requests go out concurrently (asyncio + httpx, `max_concurrency` workers taking items in order), each with a
 timeout and retries with exponential backoff and full jitter on 429, 5xx, timeouts and connection
 errors (a `Retry-After` header sets the least wait). Class probabilities come from the top
 log-probabilities of the first answer token when the server returns them; otherwise the answer text is
@@ -234,32 +234,36 @@ class OpenAIBackend(Backend):
         n, k = len(prompts), len(verbalizers)
         results: list[_Result | None] = [None] * n
         state = {"consecutive_failures": 0, "stopped": False, "logprobs": self.logprobs, "retries": 0}
-        sem = asyncio.Semaphore(self.max_concurrency)
         start = time.perf_counter()
         limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
         async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.timeout), limits=limits) as client:
 
             async def one(i: int) -> None:
-                async with sem:
-                    if state["stopped"]:
-                        res = _Result(None, "", f"not sent: {self.stop_after_failures} requests in a row failed")
+                if state["stopped"]:
+                    res = _Result(None, "", f"not sent: {self.stop_after_failures} requests in a row failed")
+                else:
+                    res = await self._request(client, prompts[i], verbalizers, secret, state)
+                    if res.error is None:
+                        state["consecutive_failures"] = 0
                     else:
-                        res = await self._request(client, prompts[i], verbalizers, secret, state)
-                        if res.error is None:
-                            state["consecutive_failures"] = 0
-                        else:
-                            state["consecutive_failures"] += 1
-                            if (self.stop_after_failures is not None
-                                    and state["consecutive_failures"] >= self.stop_after_failures
-                                    and not state["stopped"]):
-                                state["stopped"] = True
-                                log.warning("openai: %d requests in a row failed; not sending the rest (last: %s)",
-                                            state["consecutive_failures"], res.error)
+                        state["consecutive_failures"] += 1
+                        if (self.stop_after_failures is not None
+                                and state["consecutive_failures"] >= self.stop_after_failures
+                                and not state["stopped"]):
+                            state["stopped"] = True
+                            log.warning("openai: %d requests in a row failed; not sending the rest (last: %s)",
+                                        state["consecutive_failures"], res.error)
                 results[i] = res
                 if on_result is not None:
                     on_result(i, _to_output([res], k))
 
-            await asyncio.gather(*(one(i) for i in range(n)))
+            todo = iter(range(n))
+
+            async def worker() -> None:  # max_concurrency workers share one queue of indices, in order:
+                for i in todo:  # at most that many requests in flight, and O(workers) tasks for any N
+                    await one(i)
+
+            await asyncio.gather(*(worker() for _ in range(min(self.max_concurrency, n))))
         out = _to_output(results, k)  # type: ignore[arg-type]
         elapsed = time.perf_counter() - start
         errors = [r.error for r in results]  # type: ignore[union-attr]
