@@ -11,8 +11,15 @@ from __future__ import annotations
 from .base import LabelModel
 from .dawid_skene import DawidSkene
 from .majority import MajorityVote
+from .snorkel_mc import MatrixCompletion
+from .weighted import WeightedMajorityVote
 
-LABEL_MODELS: dict[str, type[LabelModel]] = {"majority": MajorityVote, "dawid_skene": DawidSkene}
+LABEL_MODELS: dict[str, type[LabelModel]] = {
+    "majority": MajorityVote,
+    "weighted_majority": WeightedMajorityVote,
+    "dawid_skene": DawidSkene,
+    "snorkel_mc": MatrixCompletion,
+}
 
 
 def make_label_model(name: str, **params) -> LabelModel:
@@ -22,4 +29,5 @@ def make_label_model(name: str, **params) -> LabelModel:
     return LABEL_MODELS[name](**params)
 
 
-__all__ = ["LABEL_MODELS", "DawidSkene", "LabelModel", "MajorityVote", "make_label_model"]
+__all__ = ["LABEL_MODELS", "DawidSkene", "LabelModel", "MajorityVote", "MatrixCompletion", "WeightedMajorityVote",
+           "make_label_model"]

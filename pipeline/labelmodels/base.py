@@ -138,6 +138,29 @@ def one_coin_confusion(accuracy: np.ndarray, n_classes: int) -> np.ndarray:
     return eye * acc + (1 - eye) * (1 - acc) / (n_classes - 1)
 
 
+def log_joint(x, vote_rate: np.ndarray, prior: np.ndarray, abstain_rate: np.ndarray | None = None) -> np.ndarray:
+    """(N, K) log P(votes, true = k) of conditionally independent labelers.
+
+    x: (N, M*K) encoded votes; vote_rate: (M, K, K) P(vote = l | true = k); abstain_rate: (M, K)
+    P(abstain | true = k), or None to treat abstains as uninformative; prior: (K,).
+    """
+    m, k = vote_rate.shape[:2]
+    log_vote = np.log(vote_rate)
+    offset = np.log(prior)
+    if abstain_rate is not None:
+        log_abst = np.log(abstain_rate)
+        log_vote = log_vote - log_abst[:, :, None]
+        offset = offset + log_abst.sum(axis=0)
+    w = log_vote.transpose(0, 2, 1).reshape(m * k, k).astype(np.float32)  # row j*K + vote, column true
+    return np.asarray(x @ w, dtype=np.float64) + offset
+
+
+def softmax_rows(log_joint_: np.ndarray) -> np.ndarray:
+    z = log_joint_ - log_joint_.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
 class LabelModel:
     """Base class. Subclasses implement `fit` and `predict_proba`; learned state ends in `_`.
 

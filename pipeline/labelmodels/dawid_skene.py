@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from .base import LabelModel, check_class_prior, check_gold, check_n_classes, coverage, encode_votes
+from .base import (
+    LabelModel,
+    check_class_prior,
+    check_gold,
+    check_n_classes,
+    coverage,
+    encode_votes,
+    log_joint,
+)
 
 
 class DawidSkene(LabelModel):
@@ -108,15 +116,8 @@ class DawidSkene(LabelModel):
 
     def _log_joint(self, x) -> np.ndarray:
         """(N, K) log P(votes, true = k)."""
-        k, m = self.n_classes_, self.n_labelers_
-        log_vote = np.log(self.vote_rate_)  # (M, true, vote)
-        offset = np.log(self.class_prior_)
-        if self.abstain == "model":
-            log_abst = np.log(self.abstain_rate_)  # (M, K)
-            log_vote = log_vote - log_abst[:, :, None]
-            offset = offset + log_abst.sum(axis=0)
-        w = log_vote.transpose(0, 2, 1).reshape(m * k, k).astype(np.float32)  # row j*K + vote, column true
-        return np.asarray(x @ w, dtype=np.float64) + offset
+        return log_joint(x, self.vote_rate_, self.class_prior_,
+                         self.abstain_rate_ if self.abstain == "model" else None)
 
     def predict_proba(self, votes):
         """(N, K) posterior P(true = k | votes)."""
