@@ -8,17 +8,21 @@ Every model follows one API: `fit(votes, n_classes, gold=None, class_prior=None)
 
 from __future__ import annotations
 
+from .auto import AutoLabelModel
 from .base import LabelModel
 from .dawid_skene import DawidSkene
 from .majority import MajorityVote
 from .snorkel_mc import MatrixCompletion
 from .weighted import WeightedMajorityVote
 
+DEFAULT_METHOD = "auto"  # chosen by benchmarks/labelmodels.py, see BENCHMARKS.md
+
 LABEL_MODELS: dict[str, type[LabelModel]] = {
     "majority": MajorityVote,
     "weighted_majority": WeightedMajorityVote,
     "dawid_skene": DawidSkene,
     "snorkel_mc": MatrixCompletion,
+    "auto": AutoLabelModel,
 }
 
 
@@ -29,5 +33,5 @@ def make_label_model(name: str, **params) -> LabelModel:
     return LABEL_MODELS[name](**params)
 
 
-__all__ = ["LABEL_MODELS", "DawidSkene", "LabelModel", "MajorityVote", "MatrixCompletion", "WeightedMajorityVote",
+__all__ = ["DEFAULT_METHOD", "LABEL_MODELS", "AutoLabelModel", "DawidSkene", "LabelModel", "MajorityVote", "MatrixCompletion", "WeightedMajorityVote",
            "make_label_model"]

@@ -36,7 +36,11 @@ class DawidSkene(LabelModel):
     """
 
     def __init__(self, max_iter: int = 100, tol: float = 1e-6, smoothing: float = 1.0, diagonal: float = 0.0,
-                 abstain: str = "model", gold_weight: float = 1.0, prior_smoothing: float = 1.0):
+                 abstain: str = "model", gold_weight: float = 1.0, prior_smoothing: float = 1.0,
+                 init: str = "majority"):
+        if init not in {"majority", "snorkel_mc"}:
+            raise ValueError(f"init must be 'majority' or 'snorkel_mc', got '{init}'")
+        self.init = init
         if abstain not in {"model", "ignore"}:
             raise ValueError(f"abstain must be 'model' or 'ignore', got '{abstain}'")
         if smoothing < 0 or diagonal < 0 or gold_weight < 0 or prior_smoothing < 0:
@@ -66,6 +70,10 @@ class DawidSkene(LabelModel):
         prior0 /= prior0.sum()
         totals = shares.sum(axis=1, keepdims=True)
         post = np.where(totals > 0, shares / np.maximum(totals, 1e-12), prior0)
+        if self.init == "snorkel_mc":
+            from .snorkel_mc import MatrixCompletion
+
+            post = MatrixCompletion().fit(votes, k, gold=gold, class_prior=class_prior).predict_proba(votes)
         post = self._clamp(post, gold)
         self.class_prior_ = fixed_prior if fixed_prior is not None else prior0
         prev = -np.inf

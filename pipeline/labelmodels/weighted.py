@@ -10,7 +10,6 @@ from .base import (
     check_class_prior,
     check_gold,
     check_n_classes,
-    coverage,
     encode_votes,
     one_coin_confusion,
 )
@@ -36,13 +35,14 @@ def gold_agreement(x, gold: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.
 class WeightedMajorityVote(LabelModel):
     """Majority vote where labeler j's vote counts log((K-1) a_j / (1 - a_j)) (the one-coin posterior).
 
-    Accuracies a_j come from `n_rounds` of hard EM: agreement with the current weighted vote (starting
-    from plain majority vote) under a Beta prior of `smoothing` hits and `smoothing` misses. With `gold`, the votes on gold items count `gold_weight`
-    times each in the accuracy estimate. Learned: `accuracy_` (M,), `weights_` (M,), `class_prior_` (K,).
+    Without gold, a_j is labeler j's agreement with the majority vote of the other labelers (leave-one-out,
+    on the items where they vote), under a Beta prior of `smoothing` hits and `smoothing` misses. With
+    `gold`, j's votes on gold items count `gold_weight` times each beside it. The class prior is the vote
+    share (or `class_prior`). Learned: `accuracy_` (M,), `weights_` (M,), `confusion_` (M, K, K) (one-coin),
+    `class_prior_` (K,).
     """
 
-    def __init__(self, n_rounds: int = 5, smoothing: float = 2.0, gold_weight: float = 5.0):
-        self.n_rounds = n_rounds
+    def __init__(self, smoothing: float = 2.0, gold_weight: float = 5.0):
         self.smoothing = smoothing
         self.gold_weight = gold_weight
 
@@ -53,24 +53,20 @@ class WeightedMajorityVote(LabelModel):
         self.n_classes_, self.n_labelers_ = k, m
         gold = check_gold(gold, n, k)
         fixed = check_class_prior(class_prior, k)
-        tile = np.tile(np.eye(k, dtype=np.float32), (m, 1))
-        counts = np.asarray(x @ tile, dtype=float)
+        counts = np.asarray(x @ np.tile(np.eye(k, dtype=np.float32), (m, 1)), dtype=float)  # (N, K)
         self.class_prior_ = fixed if fixed is not None else (counts.sum(0) + 1) / (counts.sum() + k)
-        self.weights_ = np.ones(m)
-        g_hits, g_n = (gold_agreement(x, gold, k) if gold is not None else (np.zeros(m), np.zeros(m)))
-        unlabeled = np.ones(n, bool) if gold is None else gold < 0
-        for _ in range(self.n_rounds):
-            pred = self._scores(x).argmax(axis=1)
-            hit = np.asarray(x[unlabeled].multiply(np.tile(np.eye(k, dtype=np.float32)[pred[unlabeled]], (1, m)))
-                             .sum(axis=0)).reshape(m, k).sum(axis=1)
-            tot = np.asarray(x[unlabeled].sum(axis=0)).reshape(m, k).sum(axis=1)
-            self.accuracy_ = ((hit + self.gold_weight * g_hits + self.smoothing)
-                              / (tot + self.gold_weight * g_n + 2 * self.smoothing))
-            self.weights_ = accuracy_weights(self.accuracy_, k)
-            if fixed is None:
-                covered = coverage(x)
-                prior = np.bincount(self._scores(x)[covered].argmax(axis=1), minlength=k) + 1.0
-                self.class_prior_ = prior / prior.sum()
+        g_hits, g_n = gold_agreement(x, gold, k) if gold is not None else (np.zeros(m), np.zeros(m))
+        hits, tot = np.zeros(m), np.zeros(m)
+        xc = x.tocsc()
+        for j in range(m):
+            own = xc[:, j * k:(j + 1) * k].toarray()  # (N, K)
+            rest = counts - own
+            ok = (own.sum(axis=1) > 0) & (rest.sum(axis=1) > 0)
+            ref = np.eye(k)[rest[ok].argmax(axis=1)]
+            hits[j], tot[j] = (own[ok] * ref).sum(), own[ok].sum()
+        self.accuracy_ = ((hits + self.gold_weight * g_hits + self.smoothing)
+                          / (tot + self.gold_weight * g_n + 2 * self.smoothing))
+        self.weights_ = accuracy_weights(self.accuracy_, k)
         self.confusion_ = one_coin_confusion(self.accuracy_, k)
         return self
 
