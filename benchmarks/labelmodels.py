@@ -133,8 +133,10 @@ def run_snorkel(vf, gf, k, vs):
     from snorkel.labeling.model import LabelModel
 
     lm = LabelModel(cardinality=k, verbose=False)
-    y_dev = gf[gf >= 0] if gf is not None else None
-    lm.fit(vf, Y_dev=y_dev, seed=0, progress_bar=False)
+    balance = None  # with gold: the seed's class balance (what Y_dev gives Snorkel), Laplace-smoothed so that a
+    if gf is not None:  # class missing from 50 items does not stop it
+        balance = ((np.bincount(gf[gf >= 0], minlength=k) + 1.0) / ((gf >= 0).sum() + k)).tolist()
+    lm.fit(vf, class_balance=balance, seed=0, progress_bar=False)
     pred = lm.predict_proba(vs).argmax(axis=1)
     return with_prior_rule(pred, vs, np.asarray(lm.p, dtype=float).ravel())
 
@@ -307,7 +309,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--datasets", help="comma-separated subset of " + ",".join(DATASETS))
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--merge", nargs="+", help="combine the results of earlier runs (JSON files) into --json")
     args = ap.parse_args(argv)
+    if args.merge:
+        parts = [json.loads(Path(p).read_text()) for p in args.merge]
+        out = {**parts[0], "results": [r for p in parts for r in p["results"]]}
+        Path(args.json).write_text(json.dumps(out, indent=1))
+        print(table(out["results"]))
+        return out
     try:
         import torch
 
