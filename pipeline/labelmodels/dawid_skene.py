@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
 
 from .base import (
     LabelModel,
@@ -13,6 +12,7 @@ from .base import (
     coverage,
     encode_votes,
     log_joint,
+    softmax_rows,
 )
 
 
@@ -81,8 +81,11 @@ class DawidSkene(LabelModel):
         for it in range(1, self.max_iter + 1):
             self._m_step(x, post, weight, covered, fixed_prior)
             log_joint = self._log_joint(x)
-            ll = float(logsumexp(log_joint, axis=1).sum())
-            post = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
+            top = log_joint.max(axis=1, keepdims=True)
+            post = np.exp(log_joint - top)
+            total = post.sum(axis=1, keepdims=True)
+            ll = float(top.sum() + np.log(total).sum())
+            post /= total
             post = self._clamp(post, gold)
             self.n_iter_ = it
             if abs(ll - prev) <= self.tol * max(1.0, abs(ll)):
@@ -130,5 +133,4 @@ class DawidSkene(LabelModel):
     def predict_proba(self, votes):
         """(N, K) posterior P(true = k | votes)."""
         self._check_labelers(votes)
-        log_joint = self._log_joint(encode_votes(votes, self.n_classes_))
-        return np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
+        return softmax_rows(self._log_joint(encode_votes(votes, self.n_classes_)))
