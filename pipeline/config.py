@@ -45,7 +45,7 @@ class LabelConfig(Section):
 
 
 class AggregateConfig(Section):
-    method: str = "majority"  # majority, weighted_majority, dawid_skene, snorkel_mc, auto (see labelmodels)
+    method: str = "auto"  # auto (the benchmark's best), majority, weighted_majority, dawid_skene, snorkel_mc
     tie_break: Literal["abstain", "prior", "random"] = "prior"
     params: dict[str, Any] = Field(default_factory=dict)  # passed to the label model's constructor
     # gold seed: the gold labels of this many valid-split items (seeded draw) are given to the label model
