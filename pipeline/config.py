@@ -45,9 +45,16 @@ class LabelConfig(Section):
 
 
 class AggregateConfig(Section):
-    method: str = "majority"
+    method: str = "auto"  # auto (the benchmark's best), majority, weighted_majority, dawid_skene, snorkel_mc
     tie_break: Literal["abstain", "prior", "random"] = "prior"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)  # passed to the label model's constructor
+    # gold seed: the gold labels of this many valid-split items (seeded draw) are given to the label model
+    # to anchor its estimates (0 = none; more than there are = all of them). Those items' valid-split
+    # figures are then no longer independent of the labels.
+    gold_seed: int = Field(0, ge=0)
+    # a CSV/JSONL file with columns id, label (class name or index): more gold-seed items; every id
+    # must exist in the data
+    gold_path: str | None = None
 
 
 class NeighborsConfig(Section):
@@ -159,6 +166,8 @@ def _resolve_paths(cfg: RunConfig, base_dir: Path) -> RunConfig:
 
     cfg.data.path = resolve(cfg.data.path)
     cfg.label.labeling_functions = [resolve(p) for p in cfg.label.labeling_functions]
+    if cfg.aggregate.gold_path:
+        cfg.aggregate.gold_path = resolve(cfg.aggregate.gold_path)
     return cfg
 
 
