@@ -96,12 +96,14 @@ def build_index(vectors: np.ndarray, exact_max: int = EXACT_INDEX_MAX, seed: int
 def knn_label_distribution(embeddings: np.ndarray, label_proba: np.ndarray, pool: np.ndarray, k: int = 10,
                            eps: float = 1e-6, index_kind: str = "auto", exact_max: int = EXACT_INDEX_MAX,
                            nprobe: int = 8, use_gpu: bool = True, chunk_size: int = 65536,
-                           seed: int = 0) -> np.ndarray:
+                           seed: int = 0, balance: bool = False) -> np.ndarray:
     """(N, K) distance-weighted label distribution of each item's k nearest neighbours in `pool`.
 
     embeddings: (N, D) L2-normalized. label_proba: (N, K) labels of the items (one-hot or soft).
     pool: (N,) bool, the items allowed as neighbours (e.g. judged clean). An item is never its own
     neighbour. Weights are 1 / (L2 distance + eps). Items with no neighbour get a uniform row.
+    balance: divide each class's vote by its (add-one smoothed) frequency in the pool before
+    normalizing, so a class the noisy labels over-use does not win every mixed neighbourhood.
     Queries run in chunks of `chunk_size` rows, so memory stays O(chunk_size * k * K) beyond the index.
     """
     n, n_classes = label_proba.shape
@@ -116,6 +118,9 @@ def knn_label_distribution(embeddings: np.ndarray, label_proba: np.ndarray, pool
                         use_gpu=use_gpu)
     kk = min(k + 1, len(pool_idx))
     pool_labels = np.asarray(label_proba, dtype=np.float32)[pool_idx]
+    class_scale = np.ones(n_classes, np.float32)
+    if balance:
+        class_scale = ((len(pool_idx) + n_classes) / (pool_labels.sum(axis=0) + 1.0)).astype(np.float32)
     for start in range(0, n, chunk_size):
         rows = np.arange(start, min(n, start + chunk_size))
         sims, nbrs = index.search(np.ascontiguousarray(embeddings[rows], dtype=np.float32), kk)
@@ -125,7 +130,7 @@ def knn_label_distribution(embeddings: np.ndarray, label_proba: np.ndarray, pool
         valid &= np.cumsum(valid, axis=1) <= k  # the first k valid neighbours of each row
         dist = np.sqrt(np.maximum(2.0 - 2.0 * sims, 0.0))
         weights = np.divide(1.0, dist + eps, out=np.zeros_like(dist), where=valid)
-        dist_labels = np.einsum("nk,nkc->nc", weights, pool_labels[np.maximum(nbrs, 0)])
+        dist_labels = np.einsum("nk,nkc->nc", weights, pool_labels[np.maximum(nbrs, 0)]) * class_scale
         total = dist_labels.sum(axis=1, keepdims=True)
         out[rows] = np.where(total > 0, dist_labels / np.maximum(total, 1e-12), out[rows])
     return out
@@ -141,9 +146,14 @@ class CandidateSets:
 
 
 def candidate_sets(knn_proba: np.ndarray, certain_threshold: float = 0.9,
-                   dominant_threshold: float = 0.8) -> CandidateSets:
+                   dominant_threshold: float = 0.8, labels: np.ndarray | None = None,
+                   clean: np.ndarray | None = None) -> CandidateSets:
     """Certain (top class >= certain_threshold: one-hot), dominant pair (top two sum >=
-    dominant_threshold: those two, renormalized), or uncertain (every class with nonzero weight)."""
+    dominant_threshold: those two, renormalized), or uncertain (every class with nonzero weight).
+
+    With `labels` (N,) int (-1 = none) and `clean` (N,) bool, as in SiDyP the items judged clean keep
+    their own label as their single (certain) candidate, kind "clean"; the kNN prior is for the rest.
+    """
     n, n_classes = knn_proba.shape
     order = np.argsort(-knn_proba, axis=1)
     top1 = knn_proba[np.arange(n), order[:, 0]]
@@ -158,6 +168,11 @@ def candidate_sets(knn_proba: np.ndarray, certain_threshold: float = 0.9,
     pair[rows, order[rows, 1]] = top2[rows]
     weights[dominant] = pair[dominant] / pair[dominant].sum(axis=1, keepdims=True)
     kind = np.where(certain, "certain", np.where(dominant, "dominant", "uncertain"))
+    if labels is not None and clean is not None:
+        keep = np.asarray(clean, dtype=bool) & (np.asarray(labels) >= 0)
+        weights[keep] = np.eye(n_classes)[np.asarray(labels)[keep]]
+        certain = certain | keep
+        kind = np.where(keep, "clean", kind)
     return CandidateSets(weights, certain, kind)
 
 
