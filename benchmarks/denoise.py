@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import parse_config  # noqa: E402
-from pipeline.denoise.guard import noisy_valid_agreement  # noqa: E402
+from pipeline.denoise.guard import kept_label_agreement  # noqa: E402
 from pipeline.metrics import accuracy, expected_calibration_error  # noqa: E402
 from pipeline.runner import proba_columns, run_pipeline  # noqa: E402
 
@@ -126,8 +126,8 @@ def run_dataset(name: str, data: dict, denoisers: list[str], work: Path, seed: i
         covered = agg["covered"].to_numpy()
         raw = np.where(covered, agg["label"].to_numpy(), -1)
         new = np.where(weights > 0, refined["label"].to_numpy(), -1)
-        g_raw = noisy_valid_agreement(emb, raw, covered.astype(float), split == "train", raw, split == "valid")
-        g_new = noisy_valid_agreement(emb, new, weights, split == "train", raw, split == "valid")
+        g = kept_label_agreement(emb, raw, covered.astype(float), new, weights, split)
+        g_raw, g_new = g["raw"], g["refined"]
         aside = denoiser != "none" and g_raw is not None and g_new is not None and g_new < g_raw - GUARD
         kept = train & (weights > 0)
         summary = state["summary"]
@@ -138,7 +138,7 @@ def run_dataset(name: str, data: dict, denoisers: list[str], work: Path, seed: i
                "seconds": state["seconds"] + fit_seconds,
                "train_coverage": float(kept.sum() / max(train.sum(), 1)),
                "changed": summary.get("changed"), "changes_right": summary.get("changes_right"),
-               "stepped_aside": bool(aside), "guard_raw": g_raw, "guard_refined": g_new,
+               "stepped_aside": bool(aside), "guard_raw": g_raw, "guard_refined": g_new, "guard_kept": g["kept"],
                "pipeline_seconds": time.perf_counter() - start}
         rows.append(row)
         print(json.dumps(row), flush=True)

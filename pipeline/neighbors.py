@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-EXACT_INDEX_MAX = 50_000  # above this many vectors an approximate (IVF) index is used
-INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
+EXACT_INDEX_MAX = 50_000  # above this many vectors an approximate index is used
+INDEX_KINDS = ("auto", "flat", "ivf", "ivf-join", "hnsw")
 
 
 def embed_texts(texts: list[str], model: str, batch_size: int = 64, cache_dir: Path | None = None,
@@ -50,21 +50,28 @@ def embed_texts(texts: list[str], model: str, batch_size: int = 64, cache_dir: P
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-def choose_index_kind(n: int, kind: str = "auto", exact_max: int = EXACT_INDEX_MAX) -> str:
+def _gpu_available() -> bool:
+    import faiss
+
+    return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+
+
+def choose_index_kind(n: int, kind: str = "auto", exact_max: int = EXACT_INDEX_MAX, gpu: bool = False) -> str:
     """The index kind for `n` vectors: `kind` itself unless "auto", then "flat" (exact) up to `exact_max`
-    and "ivf" beyond (IVF answers a batch of queries faster than HNSW on CPU and builds in seconds)."""
+    and beyond it "ivf" on a GPU, "ivf-join" on CPU (the same IVF partition, but the queries of one list
+    are searched together with one matrix product: many times faster than per-query list scans)."""
     if kind not in INDEX_KINDS:
         raise ValueError(f"unknown index kind '{kind}'; use one of {', '.join(INDEX_KINDS)}")
     if kind != "auto":
         return kind
-    return "flat" if n <= exact_max else "ivf"
+    return "flat" if n <= exact_max else ("ivf" if gpu else "ivf-join")
 
 
 def build_index(vectors: np.ndarray, exact_max: int = EXACT_INDEX_MAX, seed: int = 0, kind: str = "auto",
                 nprobe: int = 8, hnsw_m: int = 32, use_gpu: bool = True):
     """A FAISS inner-product index over L2-normalized (N, D) vectors.
 
-    kind: "flat" (exact), "ivf" (IVFFlat, nlist ~ 4 sqrt(N), k-means (10 iterations) on a seeded sample
+    kind: "flat" (exact), "ivf" (IVFFlat, nlist `ivf_nlist`, k-means (10 iterations) on a seeded sample
     of 30 per list, `nprobe` lists searched), "hnsw" (HNSW flat, `hnsw_m` links, efSearch 64), or "auto" (see `choose_index_kind`).
     Flat and IVF indexes go to the GPU when faiss was built with it, one is visible and `use_gpu`.
     """
@@ -73,10 +80,12 @@ def build_index(vectors: np.ndarray, exact_max: int = EXACT_INDEX_MAX, seed: int
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, d = vectors.shape
     kind = choose_index_kind(n, kind, exact_max)
+    if kind == "ivf-join":
+        raise ValueError("build_index: 'ivf-join' is a batched search, not an index; use ivf_join_search")
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
     elif kind == "ivf":
-        nlist = int(max(1, min(4 * np.sqrt(n), n // 30, 65536)))
+        nlist = ivf_nlist(n)
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
         index.cp.niter = 10
@@ -91,6 +100,70 @@ def build_index(vectors: np.ndarray, exact_max: int = EXACT_INDEX_MAX, seed: int
         index = faiss.index_cpu_to_all_gpus(index)
     index.add(vectors)
     return index
+
+
+def ivf_nlist(n: int) -> int:
+    """Inverted lists for `n` vectors: ~4 sqrt(n), at least 30 vectors per list."""
+    return int(max(1, min(4 * np.sqrt(n), n // 30, 65536)))
+
+
+def ivf_join_search(queries: np.ndarray, base_rows: np.ndarray, k: int, nprobe: int = 8, nlist: int | None = None,
+                    seed: int = 0, train_per_list: int = 20, niter: int = 8,
+                    threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate k nearest base vectors by inner product for every row of `queries` (N, D); the base
+    is the subset `queries[base_rows]` (M,) (the kNN pool is a subset of the items).
+
+    The base is partitioned as an IVF index is (faiss k-means on a seeded sample of `train_per_list`
+    vectors per list, nlist ~ sqrt(nprobe * M) balancing list assignment against list scanning); each
+    query goes to its nearest list, and all queries of list L are searched at once, with one exact
+    matrix product (faiss.knn), against the base vectors of the `nprobe` lists whose centroids are
+    nearest L's. Lists run on `threads` Python threads (default: faiss's OpenMP thread count) with one
+    OpenMP thread each: small products under OpenMP stall when the cores are shared.
+    Returns (N, k) similarities (-inf = none) and indices into `base_rows` (-1 = none), best first.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import faiss
+
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    base_rows = np.asarray(base_rows)
+    m, d = len(base_rows), queries.shape[1]
+    nlist = int(min(nlist or max(1, min(np.sqrt(nprobe * m), m // train_per_list)), m))
+    threads = threads or faiss.omp_get_max_threads()
+    rng = np.random.default_rng(seed)
+    sample = queries[base_rows[np.sort(rng.choice(m, size=min(m, train_per_list * nlist), replace=False))]]
+    km = faiss.Kmeans(d, nlist, niter=niter, seed=seed, spherical=True, min_points_per_centroid=1,
+                      max_points_per_centroid=train_per_list)
+    km.train(sample)
+    centroids = km.centroids
+    query_list = np.empty(len(queries), np.int64)
+    for start in range(0, len(queries), 262144):  # assignment in blocks: bounded temporary memory
+        query_list[start:start + 262144] = faiss.knn(queries[start:start + 262144], centroids, 1,
+                                                     metric=faiss.METRIC_INNER_PRODUCT)[1][:, 0]
+    _, probes = faiss.knn(centroids, centroids, min(nprobe, nlist), metric=faiss.METRIC_INNER_PRODUCT)
+    base_list = query_list[base_rows]
+    base_order = np.argsort(base_list, kind="stable")
+    base_sorted = queries[base_rows[base_order]]
+    bounds = np.searchsorted(base_list[base_order], np.arange(nlist + 1))
+    query_order = np.argsort(query_list, kind="stable")
+    qbounds = np.searchsorted(query_list[query_order], np.arange(nlist + 1))
+    sims = np.full((len(queries), k), -np.inf, np.float32)
+    nbrs = np.full((len(queries), k), -1, np.int64)
+
+    def search_list(lst: int) -> None:
+        rows = query_order[qbounds[lst]:qbounds[lst + 1]]
+        cand = np.concatenate([np.arange(bounds[p], bounds[p + 1]) for p in probes[lst] if p >= 0])
+        if len(rows) == 0 or len(cand) == 0:
+            return
+        faiss.omp_set_num_threads(1)
+        kk = min(k, len(cand))
+        s, loc = faiss.knn(queries[rows], base_sorted[cand], kk, metric=faiss.METRIC_INNER_PRODUCT)
+        sims[rows, :kk] = s
+        nbrs[rows, :kk] = np.where(loc >= 0, base_order[cand[np.maximum(loc, 0)]], -1)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(search_list, range(nlist)))
+    return sims, nbrs
 
 
 def knn_label_distribution(embeddings: np.ndarray, label_proba: np.ndarray, pool: np.ndarray, k: int = 10,
@@ -114,16 +187,23 @@ def knn_label_distribution(embeddings: np.ndarray, label_proba: np.ndarray, pool
     out = np.full((n, n_classes), 1.0 / n_classes)
     if len(pool_idx) == 0:
         return out
-    index = build_index(embeddings[pool_idx], exact_max=exact_max, seed=seed, kind=index_kind, nprobe=nprobe,
-                        use_gpu=use_gpu)
     kk = min(k + 1, len(pool_idx))
+    kind = choose_index_kind(len(pool_idx), index_kind, exact_max, gpu=use_gpu and _gpu_available())
+    if kind == "ivf-join":
+        joined = ivf_join_search(embeddings, pool_idx, kk, nprobe=nprobe, seed=seed)
+    else:
+        index = build_index(embeddings[pool_idx], exact_max=exact_max, seed=seed, kind=kind, nprobe=nprobe,
+                            use_gpu=use_gpu)
     pool_labels = np.asarray(label_proba, dtype=np.float32)[pool_idx]
     class_scale = np.ones(n_classes, np.float32)
     if balance:
         class_scale = ((len(pool_idx) + n_classes) / (pool_labels.sum(axis=0) + 1.0)).astype(np.float32)
     for start in range(0, n, chunk_size):
         rows = np.arange(start, min(n, start + chunk_size))
-        sims, nbrs = index.search(np.ascontiguousarray(embeddings[rows], dtype=np.float32), kk)
+        if kind == "ivf-join":
+            sims, nbrs = joined[0][rows], joined[1][rows]
+        else:
+            sims, nbrs = index.search(np.ascontiguousarray(embeddings[rows], dtype=np.float32), kk)
         valid = nbrs >= 0
         global_nbrs = np.where(valid, pool_idx[np.maximum(nbrs, 0)], -1)
         valid &= global_nbrs != rows[:, None]  # never its own neighbour
