@@ -10,7 +10,7 @@ from pipeline.denoise.guard import guard
 from pipeline.denoise.sidyp import Refiner, alpha_bar, reverse_sample, sidyp_denoise
 from pipeline.neighbors import candidate_sets, clean_by_dynamics, knn_label_distribution, training_dynamics
 
-SMALL_SIDYP = {"epochs": 30, "batch_size": 64, "hidden": 64, "n_samples": 2, "infer_samples": 8, "dyn_epochs": 4,
+SMALL_SIDYP = {"epochs": 30, "batch_size": 64, "hidden": 64, "n_samples": 2, "infer_samples": 8, "dyn_epochs": 4, "n_models": 1,
                "min_steps": 0}
 
 

@@ -59,9 +59,14 @@ class Refiner(nn.Module):
         angles = u[:, None] * 1000.0 * freqs[None]
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
-    def forward(self, x_u: torch.Tensor, u: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_u: torch.Tensor, u: torch.Tensor, cond: torch.Tensor | None = None,
+                cond_h: torch.Tensor | None = None) -> torch.Tensor:
+        """x_u (B, K), u (B,) or (1,) (one time for all rows), cond (B, C) or its projection
+        cond_h = self.cond(cond) (B, hidden), which reverse sampling computes once for all its steps."""
         scale, shift = self.time(self.time_features(u)).chunk(2, dim=1)
-        h = nn.functional.silu((self.inp(x_u) + self.cond(cond)) * (1 + scale) + shift)
+        if cond_h is None:
+            cond_h = self.cond(cond)
+        h = nn.functional.silu((self.inp(x_u) + cond_h) * (1 + scale) + shift)
         for block in self.blocks:
             h = h + block(h)
         return self.out(h)
@@ -80,9 +85,9 @@ def reverse_sample(model: Refiner, cond: torch.Tensor, n_classes: int, k: float,
     x = k * torch.randn(b, n_classes, generator=generator)
     grid = torch.linspace(1.0, 0.0, steps + 1)
     label = torch.zeros(b, dtype=torch.long)
+    cond_h = model.cond(cond)  # the condition does not change along the pass
     for j in range(steps):
-        u = grid[j].expand(b)
-        probs = torch.softmax(model(x, u, cond), dim=1)
+        probs = torch.softmax(model(x, grid[j].reshape(1), cond_h=cond_h), dim=1)
         label = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         if j + 1 < steps:
             a = alpha_bar(grid[j + 1].reshape(1))
@@ -108,7 +113,7 @@ def sidyp_denoise(inputs: DenoiseInputs, hidden: int = 256, epochs: int = 20, wa
                   lr: float = 1e-3, batch_size: int = 128, simplex_value: float = 5.0, infer_steps: int = 10,
                   n_samples: int = 4, infer_samples: int = 32, dyn_heads: int = 3, dyn_epochs: int = 10,
                   use_embedding: bool = True, use_dynamics: bool = True, min_steps: int = 300,
-                  n_models: int = 1, min_confidence: float = 0.0, threads: int | None = 1) -> Refined:
+                  n_models: int = 3, min_confidence: float = 0.0, threads: int | None = 1) -> Refined:
     """Refine the labels of the train and valid items with the SiDyP refiner.
 
     Prior: the neighbors stage's candidate sets (`inputs.candidates`, (N, K), certain flags). Training
@@ -215,6 +220,7 @@ def _sidyp(inputs, cond, refine, seed, hidden, epochs, warmup, lr, batch_size, s
             if not warm:
                 unc = ~certain[b]
                 if unc.any():
+                    model.eval()
                     ub, uc = b[unc], c[unc]
                     w = weights[ub]
                     for _ in range(n_samples):
