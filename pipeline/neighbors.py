@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
 
 EXACT_INDEX_MAX = 50_000  # above this many vectors an approximate index is used
 INDEX_KINDS = ("auto", "flat", "ivf", "ivf-join", "hnsw")
@@ -108,7 +112,7 @@ def ivf_nlist(n: int) -> int:
 
 
 def ivf_join_search(queries: np.ndarray, base_rows: np.ndarray, k: int, nprobe: int = 8, nlist: int | None = None,
-                    seed: int = 0, train_per_list: int = 20, niter: int = 8,
+                    seed: int = 0, train_per_list: int = 20, niter: int = 8, max_ratio: float = 3.0,
                     threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Approximate k nearest base vectors by inner product for every row of `queries` (N, D); the base
     is the subset `queries[base_rows]` (M,) (the kNN pool is a subset of the items).
@@ -117,7 +121,9 @@ def ivf_join_search(queries: np.ndarray, base_rows: np.ndarray, k: int, nprobe: 
     vectors per list, nlist ~ sqrt(nprobe * M) balancing list assignment against list scanning); each
     query goes to its nearest list, and all queries of list L are searched at once, with one exact
     matrix product (faiss.knn), against the base vectors of the `nprobe` lists whose centroids are
-    nearest L's. Lists run on `threads` Python threads (default: faiss's OpenMP thread count) with one
+    nearest L's. K-means on near-uniform high-dimensional data leaves a few huge lists, and the work
+    of a list grows with (its queries x its probed base vectors), so a list holding more than
+    `max_ratio` times the mean base count is split by a second k-means. Lists run on `threads` Python threads (default: faiss's OpenMP thread count) with one
     OpenMP thread each: small products under OpenMP stall when the cores are shared.
     Returns (N, k) similarities (-inf = none) and indices into `base_rows` (-1 = none), best first.
     """
@@ -127,19 +133,23 @@ def ivf_join_search(queries: np.ndarray, base_rows: np.ndarray, k: int, nprobe: 
 
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     base_rows = np.asarray(base_rows)
+    if max_ratio <= 1:
+        raise ValueError(f"ivf_join_search: max_ratio must be > 1, got {max_ratio}")
     m, d = len(base_rows), queries.shape[1]
     nlist = int(min(nlist or max(1, min(np.sqrt(nprobe * m), m // train_per_list)), m))
     threads = threads or faiss.omp_get_max_threads()
     rng = np.random.default_rng(seed)
     sample = queries[base_rows[np.sort(rng.choice(m, size=min(m, train_per_list * nlist), replace=False))]]
+    t0 = time.perf_counter()
     km = faiss.Kmeans(d, nlist, niter=niter, seed=seed, spherical=True, min_points_per_centroid=1,
                       max_points_per_centroid=train_per_list)
     km.train(sample)
     centroids = km.centroids
-    query_list = np.empty(len(queries), np.int64)
-    for start in range(0, len(queries), 262144):  # assignment in blocks: bounded temporary memory
-        query_list[start:start + 262144] = faiss.knn(queries[start:start + 262144], centroids, 1,
-                                                     metric=faiss.METRIC_INNER_PRODUCT)[1][:, 0]
+    t1 = time.perf_counter()
+    query_list = _assign(queries, centroids, threads)
+    centroids, query_list = _split_large_lists(queries, base_rows, centroids, query_list, max_ratio, seed, threads)
+    nlist = len(centroids)
+    t2 = time.perf_counter()
     _, probes = faiss.knn(centroids, centroids, min(nprobe, nlist), metric=faiss.METRIC_INNER_PRODUCT)
     base_list = query_list[base_rows]
     base_order = np.argsort(base_list, kind="stable")
@@ -163,7 +173,68 @@ def ivf_join_search(queries: np.ndarray, base_rows: np.ndarray, k: int, nprobe: 
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(search_list, range(nlist)))
+    log.info("ivf-join: %d queries, %d base, %d lists, nprobe %d, %d threads: k-means %.1fs, assign %.1fs, "
+             "search %.1fs", len(queries), m, nlist, nprobe, threads, t1 - t0, t2 - t1, time.perf_counter() - t2)
     return sims, nbrs
+
+
+def _assign(queries: np.ndarray, centroids: np.ndarray, threads: int, block: int = 16384) -> np.ndarray:
+    """(N,) nearest centroid (inner product) of each query; blocks on `threads` Python threads with one
+    OpenMP thread each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import faiss
+
+    out = np.empty(len(queries), np.int64)
+
+    def run(start: int) -> None:
+        faiss.omp_set_num_threads(1)
+        out[start:start + block] = faiss.knn(queries[start:start + block], centroids, 1,
+                                             metric=faiss.METRIC_INNER_PRODUCT)[1][:, 0]
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(run, range(0, len(queries), block)))
+    return out
+
+
+def _split_large_lists(queries: np.ndarray, base_rows: np.ndarray, centroids: np.ndarray, query_list: np.ndarray,
+                       max_ratio: float, seed: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split every list whose base count exceeds `max_ratio` x the mean into ~count/mean sub-lists
+    (k-means on its base vectors); its queries move to the nearest sub-centroid."""
+    import faiss
+
+    base_list = query_list[base_rows]
+    counts = np.bincount(base_list, minlength=len(centroids))
+    mean = max(1.0, counts.mean())
+    centroids, query_list = centroids.copy(), query_list.copy()
+    big = np.flatnonzero(counts > max_ratio * mean)
+    if len(big) == 0:
+        return centroids, query_list
+    base_order = np.argsort(base_list, kind="stable")
+    bounds = np.searchsorted(base_list[base_order], np.arange(len(counts) + 1))
+    query_order = np.argsort(query_list, kind="stable")
+    qbounds = np.searchsorted(query_list[query_order], np.arange(len(counts) + 1))
+    added = []
+    next_id = len(centroids)
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # many small k-means: OpenMP only stalls them when the cores are shared
+    try:
+        for lst in big:
+            parts = int(np.ceil(counts[lst] / mean))
+            members = base_rows[base_order[bounds[lst]:bounds[lst + 1]]]
+            km = faiss.Kmeans(queries.shape[1], parts, niter=8, seed=seed, spherical=True,
+                              min_points_per_centroid=1, max_points_per_centroid=64)
+            km.train(np.ascontiguousarray(queries[members]))
+            rows = query_order[qbounds[lst]:qbounds[lst + 1]]
+            sub = faiss.knn(np.ascontiguousarray(queries[rows]), km.centroids, 1,
+                            metric=faiss.METRIC_INNER_PRODUCT)[1][:, 0]
+            query_list[rows] = np.where(sub == 0, lst, next_id + sub - 1)
+            centroids[lst] = km.centroids[0]
+            added.append(km.centroids[1:])
+            next_id += parts - 1
+    finally:
+        faiss.omp_set_num_threads(previous)
+    return np.ascontiguousarray(np.concatenate([centroids, *added])), query_list
 
 
 def knn_label_distribution(embeddings: np.ndarray, label_proba: np.ndarray, pool: np.ndarray, k: int = 10,

@@ -66,6 +66,11 @@ def test_ivf_join_finds_the_exact_neighbours_and_serves_the_distribution():
     assert (np.diff(sims, axis=1) <= 1e-6).all()  # best first
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(nbrs, exact)])
     assert recall > 0.8
+    # lists above 1.5x the mean size are split by a second k-means: still the right neighbours
+    _, split = ivf_join_search(x, base, 10, nprobe=8, max_ratio=1.5, threads=2)
+    assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(split, exact)]) > 0.7
+    with pytest.raises(ValueError, match="max_ratio must be > 1"):
+        ivf_join_search(x, base, 10, max_ratio=1.0)
     labels = np.eye(8)[noisy]
     pool = np.zeros(3000, bool)
     pool[base] = True
