@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import parse_config  # noqa: E402
-from pipeline.denoise.guard import kept_label_agreement  # noqa: E402
+from pipeline.denoise.guard import harmful, kept_label_agreement  # noqa: E402
 from pipeline.metrics import accuracy, expected_calibration_error  # noqa: E402
 from pipeline.runner import proba_columns, run_pipeline  # noqa: E402
 
@@ -128,7 +128,7 @@ def run_dataset(name: str, data: dict, denoisers: list[str], work: Path, seed: i
         new = np.where(weights > 0, refined["label"].to_numpy(), -1)
         g = kept_label_agreement(emb, raw, covered.astype(float), new, weights, split)
         g_raw, g_new = g["raw"], g["refined"]
-        aside = denoiser != "none" and g_raw is not None and g_new is not None and g_new < g_raw - GUARD
+        aside = denoiser != "none" and harmful(g, GUARD)
         kept = train & (weights > 0)
         summary = state["summary"]
         row = {"dataset": name, "denoiser": denoiser, "seed": seed,
@@ -138,7 +138,7 @@ def run_dataset(name: str, data: dict, denoisers: list[str], work: Path, seed: i
                "seconds": state["seconds"] + fit_seconds,
                "train_coverage": float(kept.sum() / max(train.sum(), 1)),
                "changed": summary.get("changed"), "changes_right": summary.get("changes_right"),
-               "stepped_aside": bool(aside), "guard_raw": g_raw, "guard_refined": g_new, "guard_kept": g["kept"],
+               "stepped_aside": bool(aside), "guard_raw": g_raw, "guard_refined": g_new, "guard_stderr": g["stderr"], "guard_kept": g["kept"],
                "pipeline_seconds": time.perf_counter() - start}
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -154,6 +154,8 @@ def run_dataset(name: str, data: dict, denoisers: list[str], work: Path, seed: i
 def scale(n: int, dim: int, n_classes: int, k: int, seed: int) -> dict:
     """The neighbors stage's index + distribution + candidate sets on n generated (n, dim) vectors:
     clustered unit vectors with noisy labels and label-model confidences. Reports seconds and peak RSS."""
+    import logging
+
     import faiss
 
     from pipeline.neighbors import (
@@ -163,6 +165,7 @@ def scale(n: int, dim: int, n_classes: int, k: int, seed: int) -> dict:
         knn_label_distribution,
     )
 
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((n_classes, dim)).astype(np.float32)
     gold = rng.integers(0, n_classes, n)
