@@ -174,3 +174,12 @@ def test_denoise_stage_with_sidyp_and_dynamics(demo_config):
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)
     state = (run_dir / ".state" / "denoise.json").read_text()
     assert "changes_right" in state and "stepped_aside" in state
+
+
+def test_harmful_needs_a_loss_above_tolerance_and_noise():
+    from pipeline.denoise.guard import harmful
+
+    assert harmful({"raw": 0.80, "refined": 0.70, "stderr": 0.05}, 0.01)
+    assert not harmful({"raw": 0.80, "refined": 0.70, "stderr": 0.07}, 0.01)  # within 1.645 standard errors
+    assert not harmful({"raw": 0.80, "refined": 0.795, "stderr": 0.0}, 0.01)  # within the tolerance
+    assert not harmful({"raw": None, "refined": 0.5, "stderr": None}, 0.01)

@@ -8,7 +8,7 @@ the denoiser relabelled entirely is scored on all its raw valid items. Even ther
 an edge (a kept item of class c may truly be another class the raw classifier also calls c), so the
 denoiser steps aside only when the loss is both above the tolerance and significant: the two
 classifiers are compared item by item (paired), and the class-weighted difference must exceed
-`z` standard errors.
+`z` standard errors (default 1.645: a one-sided test at 5%).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def kept_label_agreement(embeddings: np.ndarray, raw: np.ndarray, raw_weight: np
     return out
 
 
-def harmful(scores: dict, tolerance: float, z: float = 2.0) -> bool:
+def harmful(scores: dict, tolerance: float, z: float = 1.645) -> bool:
     """Whether `kept_label_agreement` scores show a loss above `tolerance` and `z` standard errors."""
     if scores["raw"] is None or scores["refined"] is None:
         return False
@@ -75,7 +75,7 @@ def harmful(scores: dict, tolerance: float, z: float = 2.0) -> bool:
     return loss > tolerance and loss > z * scores["stderr"]
 
 
-def guard(inputs: DenoiseInputs, refined: Refined, tolerance: float = 0.01, z: float = 2.0) -> Refined:
+def guard(inputs: DenoiseInputs, refined: Refined, tolerance: float = 0.01, z: float = 1.645) -> Refined:
     """Step aside (return the aggregated labels, info["stepped_aside"] = True) when the classifier fit on
     the refined train labels scores below the one fit on the raw labels in `kept_label_agreement` by
     more than `tolerance` and more than `z` standard errors (see `harmful`). The scores go into info
