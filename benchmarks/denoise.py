@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import parse_config  # noqa: E402
-from pipeline.denoise.guard import noisy_valid_agreement  # noqa: E402
+from pipeline.denoise.guard import harmful, kept_label_agreement  # noqa: E402
 from pipeline.metrics import accuracy, expected_calibration_error  # noqa: E402
 from pipeline.runner import proba_columns, run_pipeline  # noqa: E402
 
@@ -124,11 +124,11 @@ def run_dataset(name: str, data: dict, denoisers: list[str], work: Path, seed: i
         # the guard (as the denoise stage applies it by default), judged on noisy valid labels only
         agg = pd.read_parquet(run_dir / "aggregate.parquet")
         covered = agg["covered"].to_numpy()
-        raw = np.where(covered, agg["label"].to_numpy(), -1)
+        raw = np.where(covered, proba_columns(agg, "p_").argmax(1), -1)  # as the denoisers read it
         new = np.where(weights > 0, refined["label"].to_numpy(), -1)
-        g_raw = noisy_valid_agreement(emb, raw, covered.astype(float), split == "train", raw, split == "valid")
-        g_new = noisy_valid_agreement(emb, new, weights, split == "train", raw, split == "valid")
-        aside = denoiser != "none" and g_raw is not None and g_new is not None and g_new < g_raw - GUARD
+        g = kept_label_agreement(emb, raw, covered.astype(float), new, weights, split)
+        g_raw, g_new = g["raw"], g["refined"]
+        aside = denoiser != "none" and harmful(g, GUARD)
         kept = train & (weights > 0)
         summary = state["summary"]
         row = {"dataset": name, "denoiser": denoiser, "seed": seed,
@@ -138,7 +138,7 @@ def run_dataset(name: str, data: dict, denoisers: list[str], work: Path, seed: i
                "seconds": state["seconds"] + fit_seconds,
                "train_coverage": float(kept.sum() / max(train.sum(), 1)),
                "changed": summary.get("changed"), "changes_right": summary.get("changes_right"),
-               "stepped_aside": bool(aside), "guard_raw": g_raw, "guard_refined": g_new,
+               "stepped_aside": bool(aside), "guard_raw": g_raw, "guard_refined": g_new, "guard_stderr": g["stderr"], "guard_kept": g["kept"],
                "pipeline_seconds": time.perf_counter() - start}
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -154,15 +154,19 @@ def run_dataset(name: str, data: dict, denoisers: list[str], work: Path, seed: i
 def scale(n: int, dim: int, n_classes: int, k: int, seed: int) -> dict:
     """The neighbors stage's index + distribution + candidate sets on n generated (n, dim) vectors:
     clustered unit vectors with noisy labels and label-model confidences. Reports seconds and peak RSS."""
+    import logging
+
     import faiss
 
     from pipeline.neighbors import (
         candidate_sets,
         choose_index_kind,
         clean_by_confidence,
+        ivf_join_search,
         knn_label_distribution,
     )
 
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((n_classes, dim)).astype(np.float32)
     gold = rng.integers(0, n_classes, n)
@@ -181,9 +185,19 @@ def scale(n: int, dim: int, n_classes: int, k: int, seed: int) -> dict:
     knn = knn_label_distribution(vecs, onehot, clean, k=k, seed=seed)
     cands = candidate_sets(knn)
     seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # recall@k of the approximate search, against an exact search for 1000 random items (not timed)
+    pool_idx = np.flatnonzero(clean)
+    probe = np.sort(rng.choice(n, 1000, replace=False))
+    exact = faiss.IndexFlatIP(dim)
+    exact.add(vecs[pool_idx])
+    true_nbrs = exact.search(vecs[probe], k + 1)[1]
+    found = ivf_join_search(vecs, pool_idx, k + 1, seed=seed)[1][probe] if choose_index_kind(
+        len(pool_idx)) == "ivf-join" else true_nbrs
+    recall = float(np.mean([len(set(a) & set(b)) / (k + 1) for a, b in zip(found, true_nbrs)]))
     return {"n": n, "dim": dim, "k": k, "index": choose_index_kind(int(clean.sum())),
-            "faiss_threads": faiss.omp_get_max_threads(), "seconds": seconds,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "faiss_threads": faiss.omp_get_max_threads(), "seconds": seconds, "recall_at_k": recall,
+            "peak_rss_mib": peak,
             "rss_before_mib": rss0, "knn_argmax_accuracy_vs_generating_class": float(np.mean(knn.argmax(1) == gold)),
             "noisy_label_accuracy": float(np.mean(noisy == gold)), "certain_fraction": float(cands.certain.mean())}
 

@@ -64,12 +64,17 @@ class NeighborsConfig(Section):
     clean_fraction: float = Field(0.5, gt=0, le=1)
     certain_threshold: float = Field(0.9, gt=0, le=1)
     dominant_threshold: float = Field(0.8, gt=0, le=1)
+    # divide each class's neighbour vote by its frequency among the clean items (labels that over-use a
+    # class would otherwise make it win every mixed neighbourhood)
+    balance: bool = True
+    # items judged clean keep their own label as their single candidate (SiDyP); false: kNN prior for all
+    clean_keep_label: bool = True
     # clean items (the kNN pool): by label-model confidence, by the training dynamics of small heads
     # fit on the noisy labels, or auto (dynamics when the confidences cannot rank, e.g. one labeler)
     clean_by: Literal["auto", "confidence", "dynamics"] = "auto"
     dynamics_heads: int = Field(3, ge=1)
     dynamics_epochs: int = Field(10, ge=2)
-    index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"  # auto: exact up to exact_max vectors, IVF beyond
+    index: Literal["auto", "flat", "ivf", "ivf-join", "hnsw"] = "auto"  # auto: exact up to exact_max, then IVF
     exact_max: int = Field(50_000, ge=1)
     nprobe: int = Field(8, ge=1)
     use_gpu: bool = True

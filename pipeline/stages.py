@@ -152,8 +152,9 @@ def neighbors_stage(run: Run) -> dict:
         clean = clean_by_confidence(confidence, eligible, cfg.clean_fraction)
         dyn_path.unlink(missing_ok=True)
     knn = knn_label_distribution(emb, onehot, clean, k=cfg.k, index_kind=cfg.index, exact_max=cfg.exact_max,
-                                 nprobe=cfg.nprobe, use_gpu=cfg.use_gpu, seed=run.cfg.seed)
-    cands = candidate_sets(knn, cfg.certain_threshold, cfg.dominant_threshold)
+                                 nprobe=cfg.nprobe, use_gpu=cfg.use_gpu, seed=run.cfg.seed, balance=cfg.balance)
+    cands = candidate_sets(knn, cfg.certain_threshold, cfg.dominant_threshold, labels=np.where(covered, label, -1),
+                           clean=clean if cfg.clean_keep_label else None)
     write_parquet(_frame(items["id"], {"knn_": knn, "cand_": cands.weights}, clean=clean, certain=cands.certain,
                          kind=cands.kind), run.path("neighbors.parquet"))
     return {"n_clean": int(clean.sum()), "clean_by": clean_by, "certain": float(cands.certain.mean())}

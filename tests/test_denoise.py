@@ -10,7 +10,7 @@ from pipeline.denoise.guard import guard
 from pipeline.denoise.sidyp import Refiner, alpha_bar, reverse_sample, sidyp_denoise
 from pipeline.neighbors import candidate_sets, clean_by_dynamics, knn_label_distribution, training_dynamics
 
-SMALL_SIDYP = {"epochs": 30, "batch_size": 64, "hidden": 64, "n_samples": 2, "infer_samples": 8, "dyn_epochs": 4,
+SMALL_SIDYP = {"epochs": 30, "batch_size": 64, "hidden": 64, "n_samples": 2, "infer_samples": 8, "dyn_epochs": 4, "n_models": 1,
                "min_steps": 0}
 
 
@@ -29,7 +29,7 @@ def noisy_problem(n=400, dim=16, n_classes=3, noise=0.3, seed=0):
     dyn = training_dynamics(x, noisy, split == "train", n_classes, epochs=4, hidden=64, seed=seed)
     clean = clean_by_dynamics(dyn, eligible, 0.5)
     knn = knn_label_distribution(x, proba, clean, k=10)
-    cands = candidate_sets(knn)
+    cands = candidate_sets(knn, labels=noisy, clean=clean)
     inputs = DenoiseInputs(proba=proba, covered=np.ones(n, bool), knn_proba=knn, candidates=cands.weights,
                            certain=cands.certain, embeddings=x, split=split, seed=seed, dynamics=dyn)
     return inputs, gold
@@ -85,6 +85,26 @@ def test_sidyp_refines_towards_gold_and_is_seeded(problem):
     assert not np.array_equal(other.proba, a.proba)
 
 
+def test_sidyp_keeps_certain_candidates_ensembles_and_falls_back(problem):
+    inputs, gold = problem
+    labelled = inputs.split != "test"
+    sure = labelled & inputs.certain
+    one = sidyp_denoise(inputs, **{**SMALL_SIDYP, "epochs": 10})
+    np.testing.assert_array_equal(one.proba[sure], inputs.candidates[sure])
+    assert one.info["kept_certain"] == sure.sum() and one.info["refined"] == (labelled & ~inputs.certain).sum()
+    two = sidyp_denoise(inputs, **{**SMALL_SIDYP, "epochs": 10, "n_models": 2})
+    assert len(two.info["best_valid_agreement"]) == 2 and not np.array_equal(two.proba, one.proba)
+    strict = sidyp_denoise(inputs, **{**SMALL_SIDYP, "epochs": 10, "min_confidence": 1.0})
+    unsure = labelled & ~inputs.certain
+    noisy = inputs.proba.argmax(1)
+    changed = strict.proba[unsure].argmax(1) != noisy[unsure]
+    assert strict.info["kept_noisy"] > 0 and (strict.proba[unsure][changed].max(1) == 1.0).all()
+    with pytest.raises(ValueError, match="n_models must be >= 1"):
+        sidyp_denoise(inputs, n_models=0)
+    with pytest.raises(ValueError, match="min_confidence must be in"):
+        sidyp_denoise(inputs, min_confidence=1.5)
+
+
 def test_sidyp_computes_dynamics_when_absent(problem):
     inputs, gold = problem
     bare = DenoiseInputs(**{**inputs.__dict__, "dynamics": None})
@@ -117,6 +137,29 @@ def test_guard_steps_aside_for_a_harmful_denoiser(problem):
     # collapsing every label onto one class is caught too (the classifier is then a constant)
     collapsed = guard(inputs, Refined(np.eye(3)[np.zeros(len(inputs.proba), int)], np.ones(len(inputs.proba)), {}))
     assert collapsed.info["stepped_aside"] and collapsed.info["guard_refined"] is not None
+    assert collapsed.info["guard_kept"] < 0.5
+
+
+def test_guard_does_not_favour_the_raw_labels_systematic_errors():
+    """The labeler calls most of class 2 "1"; a denoiser that fixes it is not judged against those errors."""
+    from pipeline.denoise.guard import kept_label_agreement
+
+    rng = np.random.default_rng(1)
+    n, n_classes = 900, 3
+    centres = rng.standard_normal((n_classes, 16)) * 1.5
+    gold = rng.integers(0, n_classes, n)
+    x = centres[gold] + 0.7 * rng.standard_normal((n, 16))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    raw = np.where((gold == 2) & (rng.random(n) < 0.6), 1, gold)
+    split = np.array(["train", "valid", "test"])[np.arange(n) % 3]
+    fixed = gold.copy()  # an oracle denoiser: every label right
+    ones = np.ones(n)
+    fair = kept_label_agreement(x, raw, ones, fixed, ones, split)
+    assert fair["refined"] >= fair["raw"] - 0.01 and 0.5 < fair["kept"] < 1
+    inputs = DenoiseInputs(proba=np.eye(n_classes)[raw], covered=np.ones(n, bool), knn_proba=np.eye(n_classes)[raw],
+                           candidates=np.eye(n_classes)[raw], certain=np.ones(n, bool), embeddings=x, split=split)
+    out = guard(inputs, Refined(np.eye(n_classes)[fixed], ones, {}), tolerance=0.01)
+    assert not out.info["stepped_aside"]
 
 
 def test_denoise_stage_with_sidyp_and_dynamics(demo_config):
@@ -131,3 +174,12 @@ def test_denoise_stage_with_sidyp_and_dynamics(demo_config):
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)
     state = (run_dir / ".state" / "denoise.json").read_text()
     assert "changes_right" in state and "stepped_aside" in state
+
+
+def test_harmful_needs_a_loss_above_tolerance_and_noise():
+    from pipeline.denoise.guard import harmful
+
+    assert harmful({"raw": 0.80, "refined": 0.70, "stderr": 0.05}, 0.01)
+    assert not harmful({"raw": 0.80, "refined": 0.70, "stderr": 0.07}, 0.01)  # within 1.645 standard errors
+    assert not harmful({"raw": 0.80, "refined": 0.795, "stderr": 0.0}, 0.01)  # within the tolerance
+    assert not harmful({"raw": None, "refined": 0.5, "stderr": None}, 0.01)

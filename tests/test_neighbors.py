@@ -9,6 +9,7 @@ from pipeline.neighbors import (
     choose_index_kind,
     clean_by_dynamics,
     embed_texts,
+    ivf_join_search,
     knn_label_distribution,
     training_dynamics,
 )
@@ -28,7 +29,8 @@ def clustered(n=600, dim=16, n_classes=3, noise=0.3, spread=0.6, seed=0):
 
 def test_index_kind_by_size_and_bad_kind():
     assert choose_index_kind(1000, "auto", exact_max=5000) == "flat"
-    assert choose_index_kind(10_000, "auto", exact_max=5000) == "ivf"
+    assert choose_index_kind(10_000, "auto", exact_max=5000) == "ivf-join"
+    assert choose_index_kind(10_000, "auto", exact_max=5000, gpu=True) == "ivf"
     assert choose_index_kind(10, "hnsw") == "hnsw"
     with pytest.raises(ValueError, match="unknown index kind 'annoy'"):
         choose_index_kind(10, "annoy")
@@ -53,6 +55,49 @@ def test_knn_distribution_ivf_close_to_exact_and_chunks_agree():
     approx = knn_label_distribution(x, labels, pool, k=10, index_kind="ivf", nprobe=16)
     assert np.mean(approx.argmax(1) == exact.argmax(1)) > 0.95
     np.testing.assert_allclose(approx.sum(1), 1.0, atol=1e-6)
+
+
+def test_ivf_join_finds_the_exact_neighbours_and_serves_the_distribution():
+    x, _, noisy = clustered(n=3000, dim=32, n_classes=8, spread=0.5)
+    base = np.arange(0, 3000, 2)  # the pool: every other item
+    exact = build_index(x[base], kind="flat").search(x, 10)[1]
+    sims, nbrs = ivf_join_search(x, base, 10, nprobe=8, threads=2)
+    assert sims.shape == nbrs.shape == (3000, 10) and (nbrs >= 0).all()
+    assert (np.diff(sims, axis=1) <= 1e-6).all()  # best first
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(nbrs, exact)])
+    assert recall > 0.8
+    # lists above 1.5x the mean size are split by a second k-means: still the right neighbours
+    _, split = ivf_join_search(x, base, 10, nprobe=8, max_ratio=1.5, threads=2)
+    assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(split, exact)]) > 0.7
+    with pytest.raises(ValueError, match="max_ratio must be > 1"):
+        ivf_join_search(x, base, 10, max_ratio=1.0)
+    labels = np.eye(8)[noisy]
+    pool = np.zeros(3000, bool)
+    pool[base] = True
+    flat = knn_label_distribution(x, labels, pool, k=10, index_kind="flat")
+    joined = knn_label_distribution(x, labels, pool, k=10, index_kind="ivf-join")
+    assert np.mean(joined.argmax(1) == flat.argmax(1)) > 0.95
+    with pytest.raises(ValueError, match="not an index"):
+        build_index(x, kind="ivf-join")
+
+
+def test_balanced_distribution_and_clean_items_keep_their_label():
+    # two clusters; the pool over-uses class 0 (it labels most of cluster 1 as 0 too)
+    x, gold, _ = clustered(n=400, dim=8, n_classes=2, spread=0.8, seed=3)
+    noisy = np.where((gold == 1) & (np.arange(400) % 3 != 0), 0, gold)
+    labels = np.eye(2)[noisy]
+    pool = np.ones(400, bool)
+    plain = knn_label_distribution(x, labels, pool, k=10, index_kind="flat")
+    balanced = knn_label_distribution(x, labels, pool, k=10, index_kind="flat", balance=True)
+    np.testing.assert_allclose(balanced.sum(1), 1.0, atol=1e-6)
+    ones = gold == 1
+    assert balanced[ones, 1].mean() > plain[ones, 1].mean() + 0.1
+    assert np.mean(balanced.argmax(1) == gold) > np.mean(plain.argmax(1) == gold)
+    clean = np.arange(400) < 100
+    cands = candidate_sets(balanced, labels=noisy, clean=clean)
+    np.testing.assert_array_equal(cands.weights[clean], np.eye(2)[noisy[clean]])
+    assert cands.certain[clean].all() and (cands.kind[clean] == "clean").all()
+    assert (cands.kind[~clean] != "clean").all()
 
 
 def test_knn_distribution_rejects_mismatched_rows():

@@ -59,9 +59,14 @@ class Refiner(nn.Module):
         angles = u[:, None] * 1000.0 * freqs[None]
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
-    def forward(self, x_u: torch.Tensor, u: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_u: torch.Tensor, u: torch.Tensor, cond: torch.Tensor | None = None,
+                cond_h: torch.Tensor | None = None) -> torch.Tensor:
+        """x_u (B, K), u (B,) or (1,) (one time for all rows), cond (B, C) or its projection
+        cond_h = self.cond(cond) (B, hidden), which reverse sampling computes once for all its steps."""
         scale, shift = self.time(self.time_features(u)).chunk(2, dim=1)
-        h = nn.functional.silu((self.inp(x_u) + self.cond(cond)) * (1 + scale) + shift)
+        if cond_h is None:
+            cond_h = self.cond(cond)
+        h = nn.functional.silu((self.inp(x_u) + cond_h) * (1 + scale) + shift)
         for block in self.blocks:
             h = h + block(h)
         return self.out(h)
@@ -80,9 +85,9 @@ def reverse_sample(model: Refiner, cond: torch.Tensor, n_classes: int, k: float,
     x = k * torch.randn(b, n_classes, generator=generator)
     grid = torch.linspace(1.0, 0.0, steps + 1)
     label = torch.zeros(b, dtype=torch.long)
+    cond_h = model.cond(cond)  # the condition does not change along the pass
     for j in range(steps):
-        u = grid[j].expand(b)
-        probs = torch.softmax(model(x, u, cond), dim=1)
+        probs = torch.softmax(model(x, grid[j].reshape(1), cond_h=cond_h), dim=1)
         label = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         if j + 1 < steps:
             a = alpha_bar(grid[j + 1].reshape(1))
@@ -108,7 +113,7 @@ def sidyp_denoise(inputs: DenoiseInputs, hidden: int = 256, epochs: int = 20, wa
                   lr: float = 1e-3, batch_size: int = 128, simplex_value: float = 5.0, infer_steps: int = 10,
                   n_samples: int = 4, infer_samples: int = 32, dyn_heads: int = 3, dyn_epochs: int = 10,
                   use_embedding: bool = True, use_dynamics: bool = True, min_steps: int = 300,
-                  threads: int | None = 1) -> Refined:
+                  n_models: int = 3, min_confidence: float = 0.0, threads: int | None = 1) -> Refined:
     """Refine the labels of the train and valid items with the SiDyP refiner.
 
     Prior: the neighbors stage's candidate sets (`inputs.candidates`, (N, K), certain flags). Training
@@ -116,40 +121,79 @@ def sidyp_denoise(inputs: DenoiseInputs, hidden: int = 256, epochs: int = 20, wa
     items, `n_samples` stochastic reverse passes each boost the weight of a sampled label that is a
     candidate (w_y += (1 - w_y) / S, renormalized; persists across epochs) and the target is drawn
     from the updated weights, with loss weight w_target. Epoch selection: agreement with the
-    candidate argmax of the valid items (noisy, never gold). Output: (N, K) mean of `infer_samples`
-    reverse passes conditioned on the item's own noisy label, and weight 1 where an item has a label.
+    candidate argmax of the valid items (noisy, never gold).
+
+    Output (N, K): certain items keep their single candidate; an uncertain item gets the mean of
+    `infer_samples` reverse passes conditioned on its own noisy label, averaged over `n_models`
+    refiners trained with different seeds, and keeps its noisy label where that distribution's top
+    probability is below `min_confidence`. Weight 1 where an item has a label or candidates.
 
     min_steps: epochs are raised until the refiner gets at least this many optimizer steps.
     threads: torch CPU threads while it runs (small matrices: 1 is fastest); restored afterwards.
     """
+    if n_models < 1:
+        raise ValueError(f"sidyp: n_models must be >= 1, got {n_models}")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ValueError(f"sidyp: min_confidence must be in [0, 1], got {min_confidence}")
     with torch_threads(threads):
         n_train = int(((inputs.split == "train") & (np.asarray(inputs.candidates).sum(1) > 0)).sum())
         epochs = max(epochs, math.ceil(min_steps / max(1, math.ceil(n_train / batch_size))))
-        return _sidyp(inputs, hidden, epochs, warmup, lr, batch_size, simplex_value, infer_steps, n_samples,
-                      infer_samples, dyn_heads, dyn_epochs, use_embedding, use_dynamics)
+        cond, noisy = _condition(inputs, use_embedding, use_dynamics, dyn_heads, dyn_epochs)
+        has_cand = np.asarray(inputs.candidates).sum(1) > 0
+        train, valid = inputs.split == "train", inputs.split == "valid"
+        labelled = np.flatnonzero((train | valid) & (inputs.covered | has_cand))
+        certain = np.asarray(inputs.certain, dtype=bool) & has_cand
+        refine = labelled[~certain[labelled]]
+        sampled = np.zeros((len(refine), inputs.proba.shape[1]))
+        runs = []
+        for r in range(n_models):
+            dist, info = _sidyp(inputs, cond, refine, inputs.seed * 1000 + r, hidden, epochs, warmup, lr,
+                                batch_size, simplex_value, infer_steps, n_samples, infer_samples)
+            sampled += dist / n_models
+            runs.append(info)
+    proba = inputs.proba.copy()
+    cands = np.asarray(inputs.candidates, dtype=float)
+    sure = labelled[certain[labelled]]
+    proba[sure] = cands[sure] / cands[sure].sum(1, keepdims=True)
+    if len(refine):
+        doubtful = (sampled.max(1) < min_confidence) & (noisy[refine] >= 0)
+        sampled[doubtful] = np.eye(proba.shape[1])[noisy[refine][doubtful]]
+        proba[refine] = sampled
+    weight = inputs.covered.astype(float)
+    weight[labelled] = 1.0
+    info = {"refined": int(len(refine)), "kept_certain": int(len(sure)),
+            "kept_noisy": int(doubtful.sum()) if len(refine) else 0,
+            "best_valid_agreement": [i["best_valid_agreement"] for i in runs],
+            "history": [i["history"] for i in runs], "refiner_parameters": runs[0]["refiner_parameters"]}
+    return Refined(proba, weight, info)
 
-def _sidyp(inputs, hidden, epochs, warmup, lr, batch_size, simplex_value, infer_steps, n_samples, infer_samples,
-           dyn_heads, dyn_epochs, use_embedding, use_dynamics) -> Refined:
-    rng_seed = inputs.seed
-    torch.manual_seed(rng_seed)
-    gen = torch.Generator().manual_seed(rng_seed)
+
+def _condition(inputs: DenoiseInputs, use_embedding: bool, use_dynamics: bool, dyn_heads: int,
+               dyn_epochs: int) -> tuple[torch.Tensor, np.ndarray]:
+    """(N, C) refiner condition [embedding | dynamics W | one-hot noisy label] and (N,) noisy labels."""
     n, n_classes = inputs.proba.shape
-    k = float(simplex_value)
     noisy = np.where(inputs.covered, inputs.proba.argmax(axis=1), -1)
-    train = (inputs.split == "train")
-    valid = (inputs.split == "valid")
     emb = np.asarray(inputs.embeddings, dtype=np.float32)
-
     parts = [emb if use_embedding else np.zeros((n, 0), np.float32)]
     if use_dynamics:
         dyn = inputs.dynamics if getattr(inputs, "dynamics", None) is not None else training_dynamics(
-            emb, noisy, train, n_classes, n_heads=dyn_heads, epochs=dyn_epochs, seed=rng_seed)
+            emb, noisy, inputs.split == "train", n_classes, n_heads=dyn_heads, epochs=dyn_epochs, seed=inputs.seed)
         parts.append(dyn.features())
     onehot_noisy = np.zeros((n, n_classes), np.float32)
     onehot_noisy[noisy >= 0, noisy[noisy >= 0]] = 1.0
     parts.append(onehot_noisy)
-    cond = torch.as_tensor(np.concatenate(parts, axis=1))
-    dyn_dim = cond.shape[1] - (emb.shape[1] if use_embedding else 0) - n_classes
+    return torch.as_tensor(np.concatenate(parts, axis=1)), noisy
+
+
+def _sidyp(inputs, cond, refine, seed, hidden, epochs, warmup, lr, batch_size, simplex_value, infer_steps,
+           n_samples, infer_samples) -> tuple[np.ndarray, dict]:
+    """Train one refiner; return the (len(refine), K) sampled distributions of the `refine` items."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    n, n_classes = inputs.proba.shape
+    k = float(simplex_value)
+    train = (inputs.split == "train")
+    valid = (inputs.split == "valid")
 
     weights = torch.as_tensor(np.asarray(inputs.candidates, dtype=np.float32)).clone()  # (N, K) dynamic prior
     has_cand = weights.sum(1) > 0
@@ -158,7 +202,7 @@ def _sidyp(inputs, hidden, epochs, warmup, lr, batch_size, simplex_value, infer_
     valid_idx = torch.as_tensor(np.flatnonzero(valid & has_cand.numpy()))
     valid_target = weights[valid_idx].argmax(1)
 
-    model = Refiner(n_classes, emb.shape[1] if use_embedding else 0, dyn_dim, hidden=hidden)
+    model = Refiner(n_classes, 0, cond.shape[1] - n_classes, hidden=hidden)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     n_warm = max(1, int(round(warmup * epochs)))
     best_acc, best_state = -1.0, None
@@ -176,6 +220,7 @@ def _sidyp(inputs, hidden, epochs, warmup, lr, batch_size, simplex_value, infer_
             if not warm:
                 unc = ~certain[b]
                 if unc.any():
+                    model.eval()
                     ub, uc = b[unc], c[unc]
                     w = weights[ub]
                     for _ in range(n_samples):
@@ -209,13 +254,9 @@ def _sidyp(inputs, hidden, epochs, warmup, lr, batch_size, simplex_value, infer_
     if best_state is not None:
         model.load_state_dict(best_state)
 
-    labelled = np.flatnonzero((train | valid) & (inputs.covered | has_cand.numpy()))
-    proba = inputs.proba.copy()
-    if len(labelled):
-        proba[labelled] = sample_distribution(model, cond[torch.as_tensor(labelled)], n_classes, k, infer_steps,
-                                              infer_samples, gen)
-    weight = np.where((train | valid) & (inputs.covered | has_cand.numpy()), 1.0, inputs.covered.astype(float))
+    dist = np.zeros((0, n_classes))
+    if len(refine):
+        dist = sample_distribution(model, cond[torch.as_tensor(refine)], n_classes, k, infer_steps, infer_samples, gen)
     info = {"history": history, "best_valid_agreement": best_acc,
             "refiner_parameters": int(sum(p.numel() for p in model.parameters()))}
-    return Refined(proba, weight, info)
-
+    return dist, info
