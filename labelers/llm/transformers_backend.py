@@ -8,6 +8,8 @@ logits only; label words of several tokens add one short pass per word over the 
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .backend import Backend, LLMOutput
@@ -21,6 +23,7 @@ class TransformersBackend(Backend):
     model: "default" (Gemma 3 270M GGUF), a Hugging Face id, a local folder or a .gguf path;
     gguf_file: GGUF file name inside `model` (a folder or hub id); batch_size: items per forward pass;
     word_prefix: put before each label word (prompts end with "Answer:", words are scored as " spam");
+    max_batch_tokens: a batch holds at most this many padded item tokens (long items go in small batches);
     max_prompt_tokens: longer prompts keep their first and last tokens (the item is cut in the middle);
     threads: torch CPU threads (None = leave as is); share_prefix: False runs full prompts (for tests).
     """
@@ -29,7 +32,7 @@ class TransformersBackend(Backend):
 
     def __init__(self, model: str = DEFAULT_LLM, gguf_file: str | None = None, batch_size: int = 16,
                  dtype: str = "float32", device: str = "auto", word_prefix: str = " ",
-                 max_prompt_tokens: int = 1024, threads: int | None = None, share_prefix: bool = True):
+                 max_prompt_tokens: int = 1024, max_batch_tokens: int = 2048, threads: int | None = None, share_prefix: bool = True):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.model = model
@@ -39,6 +42,7 @@ class TransformersBackend(Backend):
         self.device = device
         self.word_prefix = word_prefix
         self.max_prompt_tokens = max_prompt_tokens
+        self.max_batch_tokens = max_batch_tokens
         self.threads = threads
         self.share_prefix = share_prefix
         self.lm_ = None
@@ -83,6 +87,8 @@ class TransformersBackend(Backend):
 
     # -- scoring --------------------------------------------------------------------------------------
     def label(self, prompts: list[str], verbalizers: list[list[str]]) -> LLMOutput:
+        """(N, K) class probabilities from label-word log-probabilities; extra["logprob"] holds the class
+        log-probabilities up to a per-row constant (N, K)."""
         verbalizers = validate_verbalizers(verbalizers)
         n, k = len(prompts), len(verbalizers)
         if n == 0:
@@ -94,9 +100,7 @@ class TransformersBackend(Backend):
         word_lp = np.zeros((n, len(flat)))
         prefix_len = self._common_prefix(ids) if self.share_prefix else 0
         computed = prefix_len if prefix_len else 0
-        order = np.argsort([len(x) for x in ids], kind="stable")
-        for start in range(0, n, self.batch_size):
-            rows = order[start:start + self.batch_size]
+        for rows in self._batches([len(x) - prefix_len for x in ids]):
             suffixes = [ids[i][prefix_len:] for i in rows]
             word_lp[rows] = self._score_batch(ids[rows[0]][:prefix_len], suffixes, flat)
             computed += sum(len(s) for s in suffixes)
@@ -111,6 +115,23 @@ class TransformersBackend(Backend):
                          extra={"logprob": scores, "computed_tokens": int(computed), "prefix_tokens": prefix_len,
                                 "prompt_tokens_per_row": [len(x) for x in ids]})
 
+    def _batches(self, lengths: list[int]) -> list[np.ndarray]:
+        """Row indices sorted by length, cut into batches of at most batch_size rows, max_batch_tokens
+        padded tokens and a quarter of padding."""
+        order = np.argsort(lengths, kind="stable")
+        batches, current, real = [], [], 0
+        for i in order:
+            padded = (len(current) + 1) * lengths[i]
+            if current and (len(current) >= self.batch_size or padded > self.max_batch_tokens
+                            or real + lengths[i] < 0.75 * padded):  # at most a quarter padding
+                batches.append(np.array(current))
+                current, real = [], 0
+            current.append(i)
+            real += lengths[i]
+        if current:
+            batches.append(np.array(current))
+        return batches
+
     def _common_prefix(self, ids: list[list[int]]) -> int:
         """Length of the longest common token prefix, leaving at least one suffix token per prompt."""
         first, limit = ids[0], min(len(x) for x in ids) - 1
@@ -118,6 +139,23 @@ class TransformersBackend(Backend):
         while p < limit and all(x[p] == first[p] for x in ids):
             p += 1
         return p
+
+    def _forward(self, input_ids, cache, **kw):
+        """Decoder pass (no LM head) -> last hidden states (B, T, H); `cache` is extended in place."""
+        body = getattr(self.lm_, self.lm_.base_model_prefix)
+        name = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+        return body(input_ids=input_ids, use_cache=True, **{name: cache}, **kw).last_hidden_state
+
+    def _logits(self, hidden, token_ids=None):
+        """LM-head logits of `hidden` (..., H) over all tokens, or only over `token_ids` (cheap)."""
+        import torch
+
+        weight = self.lm_.get_output_embeddings().weight
+        if token_ids is not None:
+            weight = weight[torch.as_tensor(token_ids, device=weight.device)]
+        logits = (hidden.to(weight.dtype) @ weight.T).float()
+        cap = getattr(self.lm_.config, "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
 
     def _prefix_cache(self, prefix: list[int]):
         """Per-layer (key, value) of the prefix, batch 1; reused while the prefix repeats."""
@@ -129,18 +167,22 @@ class TransformersBackend(Backend):
             return self._prefix[1]
         cache = DynamicCache()
         with torch.inference_mode():
-            self.lm_(input_ids=torch.tensor([prefix], device=self.lm_.device), past_key_values=cache,
-                     use_cache=True, logits_to_keep=1)
+            self._forward(torch.tensor([prefix], device=self.lm_.device), cache)
         layers = [(layer.keys, layer.values) for layer in cache.layers]
         self._prefix = (key, layers)
         return layers
 
     def _score_batch(self, prefix: list[int], suffixes: list[list[int]], words: list[list[int]]) -> np.ndarray:
-        """log p(word | prefix + suffix_i) for each row and word -> (B, W)."""
+        """log p(word | prefix + suffix_i) up to a per-row constant, for each row and word -> (B, W).
+
+        The first token of every word is scored on the label words' rows of the LM head only (the
+        softmax normalizer is the same for all words of a row, so it cancels between classes); the
+        later tokens of multi-token words are normalized over the whole vocabulary.
+        """
         import torch
         from transformers import DynamicCache
 
-        lm, dev = self.lm_, self.lm_.device
+        dev = self.lm_.device
         b, p = len(suffixes), len(prefix)
         s = max(len(x) for x in suffixes)
         pad = self.tokenizer_.pad_token_id
@@ -157,14 +199,14 @@ class TransformersBackend(Backend):
                                                  for k, v in layers])
         else:
             cache = DynamicCache()
+        firsts = sorted({w[0] for w in words})
+        col = {t: i for i, t in enumerate(firsts)}
         out = np.zeros((b, len(words)))
         with torch.inference_mode():
-            logits = lm(input_ids=input_ids.to(dev), attention_mask=mask, position_ids=positions,
-                        past_key_values=cache, use_cache=True, logits_to_keep=1,
-                        cache_position=torch.arange(p, p + s, device=dev)).logits[:, -1].float()
-            first = torch.log_softmax(logits, dim=-1)
+            hidden = self._forward(input_ids.to(dev), cache, attention_mask=mask, position_ids=positions)
+            first = self._logits(hidden[:, -1], firsts).cpu().numpy()
             for j, w in enumerate(words):
-                out[:, j] = first[:, w[0]].cpu().numpy()
+                out[:, j] = first[:, col[w[0]]]
             last = positions[:, -1:]
             for j, w in enumerate(words):
                 if len(w) == 1:
@@ -172,10 +214,9 @@ class TransformersBackend(Backend):
                 extra = len(w) - 1
                 cont = torch.tensor([w[:-1]] * b, device=dev)
                 wmask = torch.cat([mask, torch.ones((b, extra), dtype=torch.long, device=dev)], dim=1)
-                wl = lm(input_ids=cont, attention_mask=wmask, position_ids=last + 1 + torch.arange(extra, device=dev),
-                        past_key_values=cache, use_cache=True, logits_to_keep=extra,
-                        cache_position=torch.arange(p + s, p + s + extra, device=dev)).logits.float()
-                lp = torch.log_softmax(wl, dim=-1)
+                wh = self._forward(cont, cache, attention_mask=wmask,
+                                   position_ids=last + 1 + torch.arange(extra, device=dev))
+                lp = torch.log_softmax(self._logits(wh), dim=-1)
                 target = torch.tensor(w[1:], device=dev)
                 out[:, j] += lp.gather(2, target.expand(b, -1).unsqueeze(-1)).squeeze(-1).sum(1).cpu().numpy()
                 cache.crop(-extra)
