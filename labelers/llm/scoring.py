@@ -56,3 +56,18 @@ def parse_answer(text: str, verbalizers: list[list[str]]) -> int:
             if t.startswith(wl) and len(wl) > best_len and (len(t) == len(wl) or not t[len(wl)].isalnum()):
                 best, best_len = k, len(wl)
     return best
+
+
+def output_from_answers(texts: list[str], verbalizers: list[list[str]], prompt_tokens: int = 0,
+                        completion_tokens: int = 0):
+    """LLMOutput from free-text answers: one-hot on the parsed class; an unparseable answer is an
+    abstain (zero row) and its raw text is kept."""
+    from .backend import LLMOutput
+
+    k = len(verbalizers)
+    votes = np.array([parse_answer(t, verbalizers) for t in texts], dtype=np.int64)
+    proba = np.zeros((len(texts), k))
+    ok = votes >= 0
+    proba[np.flatnonzero(ok), votes[ok]] = 1.0
+    return LLMOutput(proba, [t if t is not None else "" for t in texts], ~ok, prompt_tokens=prompt_tokens,
+                     completion_tokens=completion_tokens)
