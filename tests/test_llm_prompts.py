@@ -175,3 +175,32 @@ def test_examples_must_match_template_and_classes():
     with pytest.raises(ValueError, match="label 'eggs', not one of ham, spam"):
         LLMLabeler("x", KeywordTextBackend(), ["ham", "spam"], template="few_shot",
                    examples=[{"text": "a", "label": "eggs"}])
+
+
+def test_vllm_pure_helpers():
+    """vLLM itself needs a GPU (not run here); its pure helpers are tested."""
+    from labelers.llm.vllm_backend import (
+        check_choice_honoured,
+        check_structured_outputs,
+        label_first_tokens,
+        parse_version,
+        proba_from_top_logprobs,
+    )
+
+    assert parse_version("0.11.0rc2.dev5+g12") == (0, 11, 0) and parse_version("1.2") == (1, 2, 0)
+    check_structured_outputs("0.12.0", True)
+    with pytest.raises(RuntimeError, match="refusing"):
+        check_structured_outputs("0.9.2", False)
+    with pytest.raises(RuntimeError, match="refusing"):
+        check_structured_outputs("0.12.0", False)
+    vocab = {" spam": [5], " ad": [7, 8], " ham": [9], " spammy": [5, 3]}
+    assert label_first_tokens(vocab.__getitem__, [["ham"], ["spam", "ad"]]) == [[9], [5, 7]]
+    with pytest.raises(ValueError, match="same token"):
+        label_first_tokens(vocab.__getitem__, [["spammy"], ["spam"]])
+    proba, abstain, _ = proba_from_top_logprobs([{9: np.log(0.2), 5: np.log(0.3), 7: np.log(0.1)}, {1: -0.1}, None],
+                                                [[9], [5, 7]])
+    assert np.allclose(proba[0], [1 / 3, 2 / 3]) and abstain.tolist() == [False, True, True]
+    assert (proba[1:] == 0).all()
+    check_choice_honoured(["spam", " ham"], ["ham", "spam"])
+    with pytest.raises(RuntimeError, match="ignored the choice constraint"):
+        check_choice_honoured(["spam", "I think ham"], ["ham", "spam"])
