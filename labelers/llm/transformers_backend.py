@@ -99,7 +99,11 @@ class TransformersBackend(Backend):
         flat = [w for ws in words for w in ws]  # every label word's token ids
         word_lp = np.zeros((n, len(flat)))
         prefix_len = self._common_prefix(ids) if self.share_prefix else 0
-        computed = prefix_len if prefix_len else 0
+        if self._prefix is not None and 0 < len(self._prefix[0]) <= prefix_len \
+                and tuple(ids[0][:len(self._prefix[0])]) == self._prefix[0]:
+            prefix_len = len(self._prefix[0])  # reuse the previous call's prefix cache
+        reused = self._prefix is not None and prefix_len > 0 and tuple(ids[0][:prefix_len]) == self._prefix[0]
+        computed = 0 if reused else prefix_len
         for rows in self._batches([len(x) - prefix_len for x in ids]):
             suffixes = [ids[i][prefix_len:] for i in rows]
             word_lp[rows] = self._score_batch(ids[rows[0]][:prefix_len], suffixes, flat)
