@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench-smoke clean
+.PHONY: install demo test test-server lint bench-smoke clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -22,6 +22,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q -x --durations=15
+
+# The openai backend against a real llama.cpp server (llama-cpp-python compiles from source: ~7 min on
+# 2 cores the first time, then pip's wheel cache), so not part of `make test`.
+test-server: $(STAMP)
+	$(PIP) install -q -e ".[dev,llm-server]"
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q -m server --durations=10 tests/test_llm_openai_server.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

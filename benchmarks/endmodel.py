@@ -9,6 +9,9 @@ of "spam" for sms), ECE (15 bins) before/after temperature scaling and seconds p
 
     python benchmarks/endmodel.py --mode head --json out.json            # CPU: frozen encoder + head
     python benchmarks/endmodel.py --mode full --json out.json            # GPU: full fine-tuning
+    python benchmarks/endmodel.py --mode head --features runs/feat --full-timing 480 --json out.json
+        # CPU: head grid on cached encoder states + one full-fine-tuning epoch of trec timed on 480 items
+    python benchmarks/endmodel.py --json out.json --markdown             # the BENCHMARKS.md table
 
 Rows are written to the JSON after each run, so an interrupted run keeps what it finished
 (`--time-budget` stops starting new runs after that many seconds). Runs are ordered seed-major.
@@ -79,9 +82,19 @@ def score(name: str, gold: np.ndarray, proba: np.ndarray) -> float:
     return float(np.mean(pred == gold))
 
 
+def ece_floor(proba: np.ndarray, draws: int = 200, seed: int = 0) -> float:
+    """Mean ECE of a perfectly calibrated model with these (N, K) probabilities: labels drawn from the
+    probabilities themselves. The ECE estimator's own bias on a test set of this size (15 bins)."""
+    rng = np.random.default_rng(seed)
+    cum = np.cumsum(proba, axis=1)
+    return float(np.mean([expected_calibration_error((rng.random((len(proba), 1)) > cum).sum(axis=1).clip(
+        max=proba.shape[1] - 1), proba) for _ in range(draws)]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", required=True, help="output JSON path")
+    ap.add_argument("--json", required=True, help="output JSON path (with --markdown: the JSON to read)")
+    ap.add_argument("--markdown", action="store_true", help="print the BENCHMARKS.md table of --json and exit")
     ap.add_argument("--mode", choices=["head", "full"], default="head")
     ap.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
     ap.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
@@ -98,8 +111,17 @@ def main() -> None:
                     help="head mode: folder of cached encoder states (<dataset>.npz), read if there, else written")
     ap.add_argument("--limit", type=int, default=None, help="smoke test: first N train/valid/test items only")
     ap.add_argument("--time-budget", type=float, default=None, help="start no new run after this many seconds")
+    ap.add_argument("--full-timing", type=int, default=None, metavar="N",
+                    help="also time one epoch of full fine-tuning (loss ce) on N random train items of each "
+                         "--full-timing-datasets set, extrapolated to the whole train split (CPU: a full epoch of "
+                         "trec takes ~15 min); written to the JSON's `timing` list")
+    ap.add_argument("--full-timing-datasets", nargs="+", default=["trec"], choices=DATASETS)
+    ap.add_argument("--skip-grid", action="store_true", help="only the --full-timing measurement")
     args = ap.parse_args()
 
+    if args.markdown:
+        print(markdown_table(json.loads(Path(args.json).read_text())))
+        return
     from pipeline.train import cls_states, fine_tune, head_logits, load_classifier, predict_logits
 
     root = Path(args.data_root)
@@ -135,8 +157,8 @@ def main() -> None:
             print(f"[{name}] encoded {sum(len(d[s]['texts']) for s in ('train', 'valid', 'test'))} texts "
                   f"in {embed_seconds[name]:.1f}s", flush=True)
 
-    jobs = []
-    for seed in range(args.seeds):
+    jobs, timing = [], []
+    for seed in range(0 if args.skip_grid else args.seeds):
         for name in args.datasets:
             for loss in args.losses:
                 jobs.append((seed, name, loss, "aggregated"))
@@ -170,6 +192,7 @@ def main() -> None:
         row = {"dataset": name, "loss": loss, "labels": labels, "mode": args.mode, "seed": seed,
                "score": score(name, gold, cal), "metric": "f1" if name == "sms" else "accuracy",
                "ece": expected_calibration_error(gold, raw), "ece_calibrated": expected_calibration_error(gold, cal),
+               "ece_floor_calibrated": ece_floor(cal),
                "temperature": clf.temperature, "seconds_per_epoch": clf.seconds_per_epoch,
                "epochs_run": len(clf.history), "best_epoch": clf.best_epoch,
                "run_seconds": time.perf_counter() - start}
@@ -181,7 +204,31 @@ def main() -> None:
               f"epochs {row['epochs_run']}", flush=True)
         Path(args.json).write_text(json.dumps({"results": results, "config": vars(args),
                                                "embed_seconds": embed_seconds}, indent=1))
+    for name in args.full_timing_datasets if args.full_timing else []:
+        timing.append(time_full_epoch(name, data[name], args))
+        print(f"[{name}] full fine-tuning: {timing[-1]['seconds_measured']:.1f}s for {args.full_timing} items -> "
+              f"{timing[-1]['seconds_per_epoch']:.0f}s per epoch of {timing[-1]['train_items']} items "
+              f"(extrapolated)", flush=True)
+        Path(args.json).write_text(json.dumps({"results": results, "timing": timing, "config": vars(args),
+                                               "embed_seconds": embed_seconds}, indent=1))
     print_table(results)
+
+
+def time_full_epoch(name: str, d: dict, args) -> dict:
+    """Seconds of one full fine-tuning epoch over the train split, measured on `args.full_timing` random
+    covered train items (seed 0, no valid scoring) and scaled linearly to the whole split."""
+    from pipeline.train import fine_tune
+
+    covered = np.flatnonzero(d["train"]["weights"] > 0)
+    n = min(args.full_timing, len(covered))
+    pick = np.sort(np.random.default_rng(0).choice(covered, n, replace=False))
+    cfg = TrainConfig(model=args.model, mode="full", loss="ce", epochs=1, batch_size=args.batch_size,
+                      max_length=args.max_length)
+    clf = fine_tune([d["train"]["texts"][i] for i in pick], d["train"]["targets"][pick],
+                    d["train"]["weights"][pick], d["classes"], cfg, seed=0, progress=False)
+    return {"dataset": name, "mode": "full", "loss": "ce", "items_timed": int(n), "train_items": len(covered),
+            "seconds_measured": clf.seconds_per_epoch,
+            "seconds_per_epoch": clf.seconds_per_epoch * len(covered) / n, "extrapolated": n < len(covered)}
 
 
 def print_table(results: list[dict]) -> None:
@@ -190,7 +237,8 @@ def print_table(results: list[dict]) -> None:
         return
     agg = frame.groupby(["dataset", "mode", "labels", "loss"]).agg(
         score=("score", "mean"), score_std=("score", "std"), ece=("ece", "mean"),
-        ece_calibrated=("ece_calibrated", "mean"), seconds_per_epoch=("seconds_per_epoch", "mean"),
+        ece_calibrated=("ece_calibrated", "mean"), ece_floor=("ece_floor_calibrated", "mean"),
+        seconds_per_epoch=("seconds_per_epoch", "mean"),
         seeds=("seed", "count")).reset_index()
     print(agg.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for (name, mode), g in agg[agg["labels"] == "aggregated"].groupby(["dataset", "mode"]):
@@ -200,6 +248,30 @@ def print_table(results: list[dict]) -> None:
             best = robust.loc[robust["score"].idxmax()]
             print(f"{name} ({mode}): best robust {best['loss']} {best['score']:.4f} vs ce {ce.iloc[0]:.4f} "
                   f"(diff {best['score'] - ce.iloc[0]:+.4f}); max calibrated ECE {g['ece_calibrated'].max():.4f}")
+
+
+def markdown_table(out: dict) -> str:
+    """One row per dataset x labels x loss: mean (± std over seeds) of score, ECE before / after temperature
+    scaling, the calibrated ECE floor, seconds per epoch and best epoch."""
+    frame = pd.DataFrame(out["results"])
+    lines = ["| dataset | labels | loss | seeds | score | ECE | ECE calibrated | ECE floor | s / epoch | best epoch |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    order = {name: i for i, name in enumerate(LOSSES)}
+
+    def floor(g: pd.DataFrame) -> str:
+        return f"{g['ece_floor_calibrated'].mean():.3f}" if "ece_floor_calibrated" in g else "–"
+
+    frame["order"] = frame["loss"].map(order) + (frame["labels"] == "gold") * 10
+    for (name, labels, loss), g in frame.sort_values(["dataset", "order"]).groupby(
+            ["dataset", "labels", "loss"], sort=False):
+        std = f" ± {g['score'].std():.3f}" if len(g) > 1 else ""
+        lines.append(f"| {name} | {labels} | {loss} | {len(g)} | {g['score'].mean():.3f}{std} | {g['ece'].mean():.3f} | "
+                     f"{g['ece_calibrated'].mean():.3f} | {floor(g)} | "
+                     f"{g['seconds_per_epoch'].mean():.2f} | {g['best_epoch'].mean():.1f} |")
+    for t in out.get("timing", []):
+        lines.append(f"\nfull fine-tuning, {t['dataset']}: {t['seconds_measured']:.1f} s for {t['items_timed']} "
+                     f"items -> {t['seconds_per_epoch']:.0f} s per epoch of {t['train_items']} items (extrapolated)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Label sources: labeling functions, imported annotation columns, and LLM labelers."""
+"""Label sources: labeling functions (Python and YAML rules), imported annotation columns, and LLM labelers."""
 
 from .lf import (
            ABSTAIN,
@@ -7,6 +7,7 @@ from .lf import (
            labeling_function,
            load_labeling_functions,
 )
+from .rules import RuleLF, load_rules, parse_rules
 
-__all__ = ["ABSTAIN", "LabelingFunction", "apply_labeling_functions", "labeling_function",
-           "load_labeling_functions"]
+__all__ = ["ABSTAIN", "LabelingFunction", "RuleLF", "apply_labeling_functions", "labeling_function",
+           "load_labeling_functions", "load_rules", "parse_rules"]

@@ -5,6 +5,7 @@
         return "complaint" if "refund" in x.text.lower() else None
 
 `x` is the item: `x.text`, `x.id` and every other column of the items table as attributes.
+Keyword and regex rules can also be declared in YAML (no code): see `labelers.rules`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
+
+from .rules import RULE_SUFFIXES, load_rules
 
 ABSTAIN = None
 
@@ -47,16 +50,28 @@ def apply_labeling_functions(lfs: Sequence, items: pd.DataFrame, classes: list[s
                              progress: bool = True) -> np.ndarray:
     """Apply labeling functions to every item. Returns votes (N, M) int, -1 = abstain.
 
+    A function with an `apply(items, classes) -> (N,) int` method (the YAML keyword/regex rules) labels
+    the whole table at once; a plain Python function is called once per item. One progress bar counts
+    the functions; a Python function also shows a bar over the items.
+
     Raises ValueError naming the function and item when one returns a class not in `classes`.
     """
     index = {c: i for i, c in enumerate(classes)}
     votes = np.full((len(items), len(lfs)), -1, dtype=np.int64)
-    rows = list(items.itertuples(index=False))
-    for j, lf in enumerate(lfs):
+    rows = None
+    bar = tqdm(lfs, desc="labeling functions", unit="lf", disable=not progress)
+    for j, lf in enumerate(bar):
+        bar.set_postfix_str(lf.name, refresh=False)
         vectorized = getattr(lf, "apply", None)
         if vectorized is not None:  # declarative LFs label a whole table at once
-            votes[:, j] = vectorized(items, classes)
+            column = np.asarray(vectorized(items, classes))
+            if column.shape != (len(items),) or ((column < -1) | (column >= len(classes))).any():
+                raise ValueError(f"labeling function '{lf.name}': apply() must return {len(items)} class "
+                                 f"indices in [-1, {len(classes) - 1}]")
+            votes[:, j] = column
             continue
+        if rows is None:
+            rows = list(items.itertuples(index=False))
         for i, x in enumerate(tqdm(rows, desc=f"lf {lf.name}", disable=not progress, leave=False)):
             out = lf(x)
             if out is None:
@@ -68,9 +83,15 @@ def apply_labeling_functions(lfs: Sequence, items: pd.DataFrame, classes: list[s
     return votes
 
 
-def load_labeling_functions(source: str) -> list[LabelingFunction]:
-    """All `LabelingFunction`s defined in a Python file path or an importable module name."""
+def load_labeling_functions(source: str, classes: list[str] | None = None) -> list:
+    """The labeling functions of a source: a YAML rule file (.yaml/.yml: keyword and regex rules, see
+    `labelers.rules`), a Python file, or an importable module name (every `LabelingFunction` in it).
+
+    With `classes`, a YAML rule whose class is not in the list is an error at load time.
+    """
     path = Path(source)
+    if path.suffix.lower() in RULE_SUFFIXES:
+        return load_rules(path, classes=classes)
     if path.suffix == ".py":
         if not path.is_file():
             raise FileNotFoundError(f"labeling-function file not found: {source}")

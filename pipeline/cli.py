@@ -51,8 +51,10 @@ def run(config: Path = typer.Argument(None, help="Run config (YAML). Without it,
         test = metrics.get("test", {})
         agg = metrics["stages"]["aggregate"]
         if test:
-            console.print(f"test accuracy {test['accuracy']:.3f}  macro-F1 {test['macro_f1']:.3f}  "
-                          f"ECE {test['ece']:.3f}   (label model on test: {agg.get('test_accuracy')})")
+            line = f"test accuracy {test['accuracy']:.3f}  macro-F1 {test['macro_f1']:.3f}  ECE {test['ece']:.3f}"
+            if agg.get("test_accuracy") is not None:
+                line += f"   (label model on test: {agg['test_accuracy']:.3f})"
+            console.print(line)
     console.print(f"results: {run_dir}/  (metrics.json, predictions.parquet, model/, run.log)")
     typer.echo(str(run_dir))
 
@@ -140,6 +142,51 @@ def audit(file: Path = typer.Argument(..., help="Annotations: CSV / TSV / JSONL 
     console.print(f"{s['flagged']} flagged items; results: {folder}/  (report.html, annotators.csv, flagged.csv, "
                   "prevalence.csv)", highlight=False, soft_wrap=True)
     typer.echo(str(folder))
+
+
+@app.command("lf-analysis")
+def lf_analysis(target: Path = typer.Argument(..., help="A run config (YAML: runs or reuses the items and label "
+                                                        "stages) or a run folder with votes.parquet + items.parquet."),
+                json_out: Path = typer.Option(None, "--json", help="Also write the analysis as JSON to this file."),
+                split: str = typer.Option("all", help="Analyse all items, or only train, valid or test."),
+                no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars.")) -> None:
+    """Per labeler: coverage, overlap, conflict, polarity and empirical accuracy on gold (Snorkel's definitions)."""
+    from rich.console import Console as _Console
+    from rich.measure import Measurement
+
+    from .lfanalysis import analyze_run_folder, render_table
+
+    try:
+        if target.is_dir():
+            folder = target
+        elif target.is_file():
+            from .config import load_config
+            from .runner import run_pipeline
+
+            folder = run_pipeline(load_config(target), progress=not no_progress and sys.stderr.isatty(),
+                                  until="label")
+        else:
+            raise LabelpipeError(f"{target}: no such run config or run folder")
+        report = analyze_run_folder(folder, split=split)
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(report, indent=2) + "\n")
+    except (LabelpipeError, ValueError, FileNotFoundError) as err:
+        fail(err)
+    out = _Console(soft_wrap=False)
+    table = render_table(report)
+    need = Measurement.get(out, out.options.update(max_width=10_000), table)
+    # piped or redirected: as wide as the table needs, not a guessed 80 columns; a narrow terminal: never
+    # drop a column (rich would), let the lines wrap instead
+    out.width = max(out.width, need.minimum if out.is_terminal else need.maximum)
+    out.print(table)
+    test_gold = report["summary"].get("gold_items_by_split", {}).get("test", 0)
+    if split == "all" and test_gold:
+        console.print(f"note: the accuracies include {test_gold} gold items of the test split; use --split valid "
+                      "(or train) to keep the test split out of labeling-function development",
+                      highlight=False, soft_wrap=True)
+    if json_out is not None:
+        console.print(f"wrote {json_out}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

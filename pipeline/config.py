@@ -73,7 +73,7 @@ class LLMLabelerConfig(Section):
 
 
 class LabelConfig(Section):
-    labeling_functions: list[str] = Field(default_factory=list)  # python files / module paths
+    labeling_functions: list[str] = Field(default_factory=list)  # .py files, modules, .yaml/.yml rule files
     use_annotation_columns: bool = True
     llm: list[LLMLabelerConfig] = Field(default_factory=list)
     llm_cache: str | None = "default"  # sqlite answer cache; default: <output_dir>/llm_cache.sqlite; null = off
@@ -133,7 +133,10 @@ class TrainConfig(Section):
     head_epochs: int = Field(40, ge=1)  # epochs and learning rate in head mode
     head_lr: float = Field(1e-3, gt=0)
     patience: int | None = Field(5, ge=1)  # early stopping: epochs without a better valid score; None = off
-    valid_labels: Literal["noisy", "gold"] = "noisy"  # model selection + temperature on noisy or gold valid
+    # model selection, early stopping and temperature on the valid split's noisy (refined) labels or its gold
+    # labels; auto: gold when at least `min_gold_valid` valid items have one, else noisy
+    valid_labels: Literal["auto", "noisy", "gold"] = "auto"
+    min_gold_valid: int = Field(10, ge=1)
     calibrate: bool = True  # temperature scaling fitted on the valid split
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, none on CPU
 

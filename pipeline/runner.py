@@ -96,10 +96,12 @@ def _setup_logging(run_dir: Path) -> logging.Handler:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    from rich.console import Console
     from rich.logging import RichHandler
 
     if not any(isinstance(h, RichHandler) for h in log.handlers):  # one console handler per process
-        log.addHandler(RichHandler(show_path=False, show_time=False))
+        # on stderr: stdout carries the results (the run folder, the lf-analysis table)
+        log.addHandler(RichHandler(console=Console(stderr=True), show_path=False, show_time=False))
     return handler
 
 
@@ -128,6 +130,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, until: str | None = None
 
     start = time.perf_counter()
     loaded = load_items(cfg.data, seed=cfg.seed)  # bad input stops here, before anything is written
+    check_rule_files(cfg.label.labeling_functions, loaded.classes)
     run = Run(cfg, progress=progress)
     run.dir.mkdir(parents=True, exist_ok=True)
     run.state_dir.mkdir(exist_ok=True)
@@ -145,6 +148,15 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, until: str | None = None
     finally:
         log.removeHandler(handler)
         handler.close()
+
+
+def check_rule_files(sources: list[str], classes: list[str]) -> None:
+    """Validate the YAML rule files (schema, regexes, classes) before anything is written."""
+    from labelers.rules import RULE_SUFFIXES, load_rules
+
+    for source in sources:
+        if Path(source).suffix.lower() in RULE_SUFFIXES:
+            load_rules(source, classes=classes)
 
 
 def lf_sources_digest(paths: list[str]) -> list[str]:

@@ -53,13 +53,16 @@ def label_stage(run: Run) -> dict:
             columns[col] = items[col].to_numpy(dtype=np.int64)
             labelers.append({"name": col, "kind": "column"})
     for source in run.cfg.label.labeling_functions:
-        lfs = load_labeling_functions(source)
+        lfs = load_labeling_functions(source, classes=classes)
         votes = apply_labeling_functions(lfs, items, classes, progress=run.progress)
         for j, lf in enumerate(lfs):
             if lf.name in columns:
                 raise ValueError(f"two labelers are named '{lf.name}'")
             columns[lf.name] = votes[:, j]
-            labelers.append({"name": lf.name, "kind": "labeling_function", "source": source})
+            entry = {"name": lf.name, "kind": "labeling_function", "source": source}
+            if getattr(lf, "kind", None) in ("keyword", "regex"):
+                entry["rule"] = lf.kind
+            labelers.append(entry)
     summary = {}
     if run.cfg.label.llm:
         summary["llm"] = _llm_votes(run, items, classes, columns, labelers, soft)
@@ -204,6 +207,22 @@ def denoise_stage(run: Run) -> dict:
     return summary
 
 
+def choose_valid_labels(setting: str, gold: np.ndarray, targets: np.ndarray, weights: np.ndarray,
+                        min_gold: int = 10) -> tuple[np.ndarray, str]:
+    """(Nv,) int valid labels for model selection and the temperature (-1 = unknown), and "gold" or "noisy".
+
+    gold: (Nv,) gold labels of the valid items (-1 = none); targets (Nv, K), weights (Nv,): their refined
+    labels (weight 0 = no labeler covered the item). `auto` takes gold when >= min_gold items have one.
+    """
+    n_gold = int((gold >= 0).sum())
+    if setting == "gold" and n_gold == 0:
+        raise ValueError("train.valid_labels: gold, but no valid item has a gold label "
+                         "(give a label column with gold labels for the valid split, or use noisy)")
+    if setting == "gold" or (setting == "auto" and n_gold >= min_gold):
+        return np.asarray(gold), "gold"
+    return np.where(weights > 0, targets.argmax(axis=1), -1), "noisy"
+
+
 def train_stage(run: Run) -> dict:
     from .train import cls_states, fine_tune, head_logits, load_classifier, predict_logits, save_classifier
 
@@ -216,13 +235,10 @@ def train_stage(run: Run) -> dict:
     split = items["split"].to_numpy()
     texts = items["text"].tolist()
     train, valid = split == "train", split == "valid"
-    if cfg.valid_labels == "gold":
-        valid_labels = items["gold"].to_numpy()[valid]
-        if not (valid_labels >= 0).any():
-            raise ValueError("train.valid_labels: gold, but no valid item has a gold label "
-                             "(give a label column with gold labels for the valid split, or use noisy)")
-    else:  # the refined (noisy) labels; items no labeler covered are left out
-        valid_labels = np.where(weights[valid] > 0, targets[valid].argmax(axis=1), -1)
+    valid_labels, valid_source = choose_valid_labels(cfg.valid_labels, items["gold"].to_numpy()[valid],
+                                                     targets[valid], weights[valid], cfg.min_gold_valid)
+    log.info("train: model selection and temperature on the %s valid labels (%d items)", valid_source,
+             int((valid_labels >= 0).sum()))
     states = None
     if cfg.mode == "head":  # one frozen-encoder pass over every item, cached in the run folder
         model, tokenizer = load_classifier(cfg.model, classes)
@@ -241,7 +257,7 @@ def train_stage(run: Run) -> dict:
                   run.path("predictions.parquet"))
     return {"epochs": len(clf.history), "best_epoch": clf.best_epoch, "temperature": clf.temperature,
             "seconds_per_epoch": clf.seconds_per_epoch, "mode": cfg.mode, "loss": cfg.loss,
-            "valid_labels": cfg.valid_labels, "history": clf.history}
+            "valid_labels": valid_source, "history": clf.history}
 
 
 def evaluate_stage(run: Run) -> dict:

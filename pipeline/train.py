@@ -81,6 +81,12 @@ class _Head(torch.nn.Module):
         return self.classifier(self.dropout(self.pooler(cls_states[:, None, :])))
 
 
+def _length_batches(texts: list[str], batch_size: int) -> list[np.ndarray]:
+    """Index batches of texts of similar length (by characters), so that little padding is computed."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 @torch.no_grad()
 def cls_states(model, tokenizer, texts: list[str], batch_size: int = 64, max_length: int = 128,
                progress: bool = True, cache_dir: Path | None = None) -> np.ndarray:
@@ -94,12 +100,11 @@ def cls_states(model, tokenizer, texts: list[str], batch_size: int = 64, max_len
             return np.load(path)
     model.eval()
     device = next(model.parameters()).device
-    out = []
-    for start in tqdm(range(0, len(texts), batch_size), desc="encode", disable=not progress, leave=False):
-        enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
+    states = np.zeros((len(texts), model.config.hidden_size), np.float32)
+    for batch in tqdm(_length_batches(texts, batch_size), desc="encode", disable=not progress, leave=False):
+        enc = tokenizer([texts[i] for i in batch], truncation=True, max_length=max_length, padding=True,
                         return_tensors="pt").to(device)
-        out.append(model.base_model(**enc).last_hidden_state[:, 0].float().cpu().numpy())
-    states = np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), np.float32)
+        states[batch] = model.base_model(**enc).last_hidden_state[:, 0].float().cpu().numpy()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")
@@ -109,9 +114,25 @@ def cls_states(model, tokenizer, texts: list[str], batch_size: int = 64, max_len
 
 
 def _mixed_precision(setting: str) -> str:
+    if setting == "fp16" and not torch.cuda.is_available():
+        raise ValueError("train.mixed_precision: fp16 needs a GPU; use bf16 or no on a CPU")
     if setting != "auto":
         return setting
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _accelerator(setting: str):
+    """An `accelerate.Accelerator` for this run's mixed precision. Accelerate keeps one process-wide state
+    that refuses a change of precision; a later run in the same process with another setting resets the
+    precision part of it (the distributed part, set by `accelerate launch`, is kept)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    precision = _mixed_precision(setting)
+    state = AcceleratorState._shared_state
+    if state and str(state.get("_mixed_precision", precision)) != precision:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
 
 
 def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classes: list[str],
@@ -125,7 +146,6 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     items, the last epoch is kept and the temperature stays 1. `features` (head mode only): precomputed
     `cls_states` of (texts, valid_texts), to share the encoder pass between runs.
     """
-    from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
     targets, weights = np.asarray(targets, dtype=np.float32), np.asarray(weights, dtype=np.float32)
@@ -145,7 +165,7 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     else:
         loss_fn = make_loss(cfg.loss, len(keep), len(classes), **params)
 
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), cpu=not torch.cuda.is_available())
+    accelerator = _accelerator(cfg.mixed_precision)
     _set_seed(seed)
     model, tokenizer = load_classifier(cfg.model, classes)
     result = TrainedClassifier(model, tokenizer, classes=list(classes), max_length=cfg.max_length)
@@ -286,12 +306,12 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 def _logits(model, tokenizer, texts: list[str], batch_size: int, max_length: int, progress: bool) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
-    out = []
-    for start in tqdm(range(0, len(texts), batch_size), desc="predict", disable=not progress, leave=False):
-        enc = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length, padding=True,
+    out = np.zeros((len(texts), model.config.num_labels), np.float32)
+    for batch in tqdm(_length_batches(texts, batch_size), desc="predict", disable=not progress, leave=False):
+        enc = tokenizer([texts[i] for i in batch], truncation=True, max_length=max_length, padding=True,
                         return_tensors="pt").to(device)
-        out.append(model(**enc).logits.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), np.float32)
+        out[batch] = model(**enc).logits.float().cpu().numpy()
+    return out
 
 
 def predict_logits(clf: TrainedClassifier, texts: list[str], batch_size: int = 64, progress: bool = True) -> np.ndarray:

@@ -88,6 +88,17 @@ def test_ppi_all_gold_is_exact_and_needs_enough_gold():
         stats.ppi_mean(np.zeros(5), np.array([1, 1, 0, 0, 0], bool), y)
 
 
+def test_shrinkage_pulls_noisy_corrections_toward_their_mean():
+    rng = np.random.default_rng(0)
+    truth = 0.05 + rng.normal(0, 0.01, 40)  # corrections that share most of their value
+    var = np.full(40, 0.03**2)
+    noisy = truth + rng.normal(0, 0.03, 40)
+    shrunk = stats.shrink_toward_mean(noisy, var)
+    assert np.abs(shrunk - truth).mean() < 0.6 * np.abs(noisy - truth).mean()
+    exact = stats.shrink_toward_mean(noisy, np.zeros(40))  # no sampling noise: nothing to shrink
+    assert np.allclose(exact, noisy)
+
+
 def test_position_bias_counts_flips_and_first_position():
     first = np.array([0, 0, 1, 1, 0, -1])
     swapped = np.array([0, 1, 1, 0, 1, 1])

@@ -148,3 +148,64 @@ def test_load_classifier_is_seeded():
     transformers.set_seed(0)
     b, _ = load_classifier("default", CLASSES)
     torch.testing.assert_close(a.classifier.weight, b.classifier.weight)
+
+
+def test_weights_scale_each_items_loss():
+    logits, target, _ = _batch(3)
+    weight = torch.tensor([1.0, 0.0, 2.0, 0.5, 1.0, 0.0])
+    for name in ("ce", "soft_ce", "gce", "sce"):
+        loss = make_loss(name, 6, 3)
+        per = loss.per_item(logits, target)
+        torch.testing.assert_close(loss(logits, target, weight), (per * weight).sum() / weight.sum())
+
+
+def test_choose_valid_labels_auto_takes_gold_only_when_there_is_enough():
+    from pipeline.stages import choose_valid_labels
+
+    targets = np.eye(3)[[0, 1, 2, 0]]
+    weights = np.array([1.0, 1.0, 0.0, 1.0])
+    no_gold = -np.ones(4, int)
+    labels, source = choose_valid_labels("auto", no_gold, targets, weights)
+    assert source == "noisy" and labels.tolist() == [0, 1, -1, 0]  # uncovered items left out
+    gold = np.array([2, 2, -1, 1])
+    assert choose_valid_labels("auto", gold, targets, weights, min_gold=3)[1] == "gold"
+    assert choose_valid_labels("auto", gold, targets, weights, min_gold=4)[1] == "noisy"
+    assert choose_valid_labels("noisy", gold, targets, weights)[1] == "noisy"
+    labels, source = choose_valid_labels("gold", gold, targets, weights, min_gold=99)
+    assert source == "gold" and labels.tolist() == [2, 2, -1, 1]
+    with pytest.raises(ValueError, match="no valid item has a gold label"):
+        choose_valid_labels("gold", no_gold, targets, weights)
+
+
+def test_cls_states_keep_the_input_order_with_length_sorted_batches():
+    model, tok = load_classifier("default", CLASSES)
+    texts = VALID + ["a", "a much longer sentence about the weather and the sea and the mountains"]
+    one = cls_states(model, tok, texts, batch_size=1, max_length=32, progress=False)
+    np.testing.assert_allclose(cls_states(model, tok, texts, batch_size=2, max_length=32, progress=False), one,
+                               atol=1e-4)
+
+
+def test_full_mode_and_coteaching_are_repeatable_with_a_seed():
+    cfg = TrainConfig(mode="full", loss="gce", epochs=1, max_length=32, batch_size=6)
+    runs = [fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, cfg, valid_texts=VALID, valid_labels=VALID_Y,
+                      seed=5, progress=False) for _ in range(2)]
+    np.testing.assert_allclose(predict_logits(runs[0], VALID, progress=False),
+                               predict_logits(runs[1], VALID, progress=False), atol=1e-5)
+    assert runs[0].temperature == pytest.approx(runs[1].temperature, rel=1e-4)
+    co = [fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, _head_cfg(loss="coteaching", head_epochs=4),
+                    valid_texts=VALID, valid_labels=VALID_Y, seed=2, progress=False) for _ in range(2)]
+    np.testing.assert_allclose(predict_logits(co[0], VALID, progress=False),
+                               predict_logits(co[1], VALID, progress=False), atol=1e-5)
+
+
+def test_mixed_precision_bf16_on_cpu_after_a_full_precision_run():
+    """The only mixed-precision path a CPU can run; accelerate's process-wide state must accept the change."""
+    targets = np.eye(3)[Y]
+    fine_tune(TEXTS, targets, np.ones(len(Y)), CLASSES, _head_cfg(head_epochs=1, mixed_precision="no"),
+              progress=False)
+    clf = fine_tune(TEXTS, targets, np.ones(len(Y)), CLASSES, _head_cfg(head_epochs=3, mixed_precision="bf16"),
+                    valid_texts=VALID, valid_labels=VALID_Y, progress=False)
+    assert next(clf.model.parameters()).dtype == torch.float32 and np.isfinite(clf.history[-1]["train_loss"])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="fp16 needs a GPU"):
+            fine_tune(TEXTS, targets, np.ones(len(Y)), CLASSES, _head_cfg(mixed_precision="fp16"), progress=False)

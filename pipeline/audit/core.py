@@ -145,15 +145,19 @@ def label_prevalence(proba: np.ndarray, proba_oof: np.ndarray, gold: np.ndarray,
 
 
 def corrected_accuracy(votes: np.ndarray, proba: np.ndarray, proba_oof: np.ndarray, gold: np.ndarray,
-                       confidence: float = 0.95, tune: bool = True) -> list[stats.Interval | None]:
+                       confidence: float = 0.95, tune: bool = True, shrink: bool = True) -> list[stats.Interval | None]:
     """Per annotator (M,): accuracy over the items it labeled, prediction-powered from the gold subset.
 
     Uses the posterior probability that each vote is right as the prediction (cross-fitted on gold items).
-    None where the annotator labeled fewer than MIN_GOLD gold items.
+    The interval is each annotator's own prediction-powered interval. With `shrink`, the point estimate is
+    the posterior's estimate plus its gold-measured correction, the corrections of all annotators shrunk
+    toward their common mean (empirical Bayes: they share the posterior's miscalibration), kept inside the
+    interval. None where the annotator labeled fewer than MIN_GOLD gold items.
     """
     q_all = stats.soft_accuracy(votes, proba)
     q_oof = stats.soft_accuracy(votes, np.nan_to_num(proba_oof))
     out: list[stats.Interval | None] = []
+    base, corr, var = [], [], []
     for j in range(votes.shape[1]):
         voted = votes[:, j] >= 0
         labeled = (gold >= 0)[voted]
@@ -163,6 +167,14 @@ def corrected_accuracy(votes: np.ndarray, proba: np.ndarray, proba_oof: np.ndarr
         correct = (votes[voted, j] == gold[voted]).astype(float)
         out.append(stats.ppi_mean(q_all[voted, j], labeled, correct, np.where(labeled, q_oof[voted, j], 0.0),
                                   confidence, tune, (0.0, 1.0)))
+        resid = correct[labeled] - q_oof[voted, j][labeled]
+        base.append(q_all[voted, j].mean())
+        corr.append(resid.mean())
+        var.append(max(0.0, 1.0 - labeled.sum() / voted.sum()) * resid.var(ddof=1) / labeled.sum())
+    if shrink and len(base) >= 3:
+        shrunk = iter(np.clip(np.array(base) + stats.shrink_toward_mean(np.array(corr), np.array(var)), 0.0, 1.0))
+        out = [None if iv is None else
+               stats.Interval(float(np.clip(next(shrunk), iv.low, iv.high)), iv.low, iv.high) for iv in out]
     return out
 
 

@@ -136,6 +136,22 @@ def ppi_mean(pred_all: np.ndarray, labeled: np.ndarray, y: np.ndarray, pred_labe
     return Interval(*(float(np.clip(v, lo, hi)) for v in (estimate, estimate - half, estimate + half)))
 
 
+def shrink_toward_mean(d: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """Empirical-Bayes (James-Stein) shrinkage of M noisy estimates d (M,) with sampling variances var (M,).
+
+    Model d_j ~ N(theta_j, var_j), theta_j ~ N(mu, tau^2); mu and tau^2 by the method of moments. Returns the
+    posterior means (M,): d_j pulled toward mu by var_j / (var_j + tau^2). Estimates with var_j = 0 stay put.
+    """
+    d, var = np.asarray(d, dtype=float), np.asarray(var, dtype=float)
+    if len(d) < 3:
+        return d.copy()
+    w_mu = 1.0 / np.maximum(var, 1e-12)
+    mu = float(np.sum(w_mu * d) / np.sum(w_mu)) if np.all(var > 0) else float(d.mean())
+    tau2 = max(0.0, float(d.var(ddof=1) - var.mean()))
+    keep = np.where(var > 0, tau2 / (tau2 + np.maximum(var, 1e-12)), 1.0)
+    return mu + keep * (d - mu)
+
+
 def classical_mean(labeled: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> Interval:
     """Share of y (0/1) over all N items from the labeled sample alone (finite-population t interval)."""
     labeled = np.asarray(labeled, dtype=bool)
