@@ -148,6 +148,9 @@ def test_unknown_backend_and_bad_params():
     with pytest.raises(ValueError, match="not available|not a labelers.llm.Backend"):
         make_backend("test_llm_prompts:TASK")
     assert make_backend("llm_helpers:KeywordTextBackend").name == "keyword-text"
+    pytest.importorskip("labelers.llm.openai_backend")  # built on branch llmhttp
+    http = make_backend("openai", base_url="http://127.0.0.1:9/v1", model="m", api_key_env=None)
+    assert http.name == "openai" and http.cache_identity()["model"] == "m"
 
 
 def test_config_llm_entries():
