@@ -14,7 +14,7 @@ CLASSES = ["sports", "technology", "food", "weather"]
 
 
 def test_label_stage_with_llm(demo_config, tmp_path):
-    llm = [{"name": "gemma", "model": "default", "params": {"batch_size": 16, "threads": 1},
+    llm = [{"name": "gemma", "model": "default", "params": {"batch_size": 16},
             "task": "What is the topic of the text?", "chunk_size": 32,
             "verbalizers": {"technology": ["technology", "tech"]}},
            {"name": "kw", "backend": "llm_helpers:KeywordTextBackend", "task": "Topic?",

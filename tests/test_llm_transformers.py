@@ -22,10 +22,12 @@ VERB = [["ham", "genuine comment"], ["spam"]]  # a multi-token word too
 
 @pytest.fixture(scope="module")
 def backend():
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared; restored after this module
     b = TransformersBackend(batch_size=2).load()
     yield b
     b.close()
+    torch.set_num_threads(threads)
 
 
 def prompts():
