@@ -147,11 +147,11 @@ class LLMLabeler:
         keys = [cache_key(identity, p, self.verbalizers) for p in prompts]
         found = self.cache.get_many(keys) if self.cache is not None else {}
         hits = sum(k in found for k in keys)
-        todo = list(dict.fromkeys(i for i, k in enumerate(keys) if k not in found))
-        first = {}
-        for i in todo:
-            first.setdefault(keys[i], i)
-        todo = list(first.values())
+        todo, seen = [], set()  # one model call per distinct uncached prompt
+        for i, k in enumerate(keys):
+            if k not in found and k not in seen:
+                seen.add(k)
+                todo.append(i)
         model_seconds, tokens, computed = 0.0, 0, 0
         bar = tqdm(total=len(todo), desc=f"llm {self.name}", disable=not progress or not todo, leave=False)
         for c in range(0, len(todo), self.chunk_size):
