@@ -207,3 +207,11 @@ def test_vllm_pure_helpers():
     check_choice_honoured(["spam", " ham"], ["ham", "spam"])
     with pytest.raises(RuntimeError, match="ignored the choice constraint"):
         check_choice_honoured(["spam", "I think ham"], ["ham", "spam"])
+
+
+def test_duplicate_prompts_go_to_the_model_once():
+    import pandas as pd
+
+    lab = LLMLabeler("kw", KeywordTextBackend(), ["ham", "spam"], task=TASK)
+    res = lab.label(pd.DataFrame({"text": ["subscribe", "nice", "subscribe", "nice"]}))
+    assert res.stats["model_items"] == 2 and res.votes.tolist() == [1, 0, 1, 0]
