@@ -88,9 +88,16 @@ class LabelConfig(Section):
 
 
 class AggregateConfig(Section):
-    method: str = "majority"
+    method: str = "auto"  # auto (the benchmark's best), majority, weighted_majority, dawid_skene, snorkel_mc
     tie_break: Literal["abstain", "prior", "random"] = "prior"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)  # passed to the label model's constructor
+    # gold seed: the gold labels of this many valid-split items (seeded draw) are given to the label model
+    # to anchor its estimates (0 = none; more than there are = all of them). Those items' valid-split
+    # figures are then no longer independent of the labels.
+    gold_seed: int = Field(0, ge=0)
+    # a CSV/JSONL file with columns id, label (class name or index): more gold-seed items; every id
+    # must exist in the data
+    gold_path: str | None = None
 
 
 class NeighborsConfig(Section):
@@ -212,6 +219,8 @@ def _resolve_paths(cfg: RunConfig, base_dir: Path) -> RunConfig:
             entry.examples_file = resolve(entry.examples_file)
         if entry.template.endswith((".j2", ".jinja")):
             entry.template = resolve(entry.template)
+    if cfg.aggregate.gold_path:
+        cfg.aggregate.gold_path = resolve(cfg.aggregate.gold_path)
     return cfg
 
 

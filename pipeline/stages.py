@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -125,7 +126,9 @@ def aggregate_stage(run: Run) -> dict:
     if cfg.method == "majority":
         params.setdefault("tie_break", cfg.tie_break)
         params.setdefault("seed", run.cfg.seed)
-    model = make_label_model(cfg.method, **params).fit(matrix, len(classes))
+    items = run.read_parquet("items.parquet")
+    gold = gold_seed_labels(items, classes, cfg.gold_seed, cfg.gold_path, run.cfg.seed)
+    model = make_label_model(cfg.method, **params).fit(matrix, len(classes), gold=gold)
     proba = model.predict_proba(matrix)
     label = model.predict(matrix)
     covered = (matrix >= 0).any(axis=1)
@@ -134,8 +137,39 @@ def aggregate_stage(run: Run) -> dict:
     report = model.report(matrix)
     report["labelers"] = names
     report["method"] = cfg.method
+    report["n_gold_seed"] = int((gold >= 0).sum()) if gold is not None else 0
     write_json(report, run.path("labelmodel.json"))
-    return {"coverage": float(covered.mean())}
+    return {"coverage": float(covered.mean()), "n_gold_seed": report["n_gold_seed"]}
+
+
+def gold_seed_labels(items: pd.DataFrame, classes: list[str], n_valid: int, gold_path: str | None,
+                     seed: int) -> np.ndarray | None:
+    """(N,) gold labels given to the label model (-1 = not given), or None: `n_valid` seeded valid-split items
+    with gold, plus the items listed in `gold_path` (id, label). Unknown ids or labels are errors."""
+    from .data import to_class_index
+
+    gold = np.full(len(items), -1, dtype=np.int64)
+    if n_valid:
+        pool = np.flatnonzero((items["split"].to_numpy() == "valid") & (items["gold"].to_numpy() >= 0))
+        if len(pool) == 0:
+            raise ValueError("aggregate.gold_seed > 0 but no valid-split item has a gold label")
+        chosen = np.random.default_rng(seed).permutation(pool)[:n_valid]
+        gold[chosen] = items["gold"].to_numpy()[chosen]
+    if gold_path:
+        path = Path(gold_path)
+        frame = pd.read_json(path, lines=True, dtype=False) if path.suffix == ".jsonl" else pd.read_csv(path, dtype=str)
+        if not {"id", "label"} <= set(frame.columns):
+            raise ValueError(f"{path}: the gold file needs columns id and label, has {list(frame.columns)}")
+        index = {str(v): i for i, v in enumerate(items["id"].astype(str))}
+        missing = [str(v) for v in frame["id"] if str(v) not in index]
+        if missing:
+            raise ValueError(f"{path}: {len(missing)} gold id(s) do not exist in the data, e.g. {missing[:5]}")
+        for ident, value in zip(frame["id"].astype(str), frame["label"]):
+            k = to_class_index(value, classes)
+            if k is None or k < 0:
+                raise ValueError(f"{path}: gold label '{value}' of id {ident} is not in the class list {classes}")
+            gold[index[ident]] = k
+    return gold if (gold >= 0).any() else None
 
 
 def neighbors_stage(run: Run) -> dict:
@@ -311,8 +345,9 @@ STAGES = [
           lambda c: [c.label.model_dump(), lf_sources_digest(c.label.labeling_functions),
                      lf_sources_digest([p for e in c.label.llm for p in (e.template, e.examples_file) if p])],
           label_stage),
-    Stage("aggregate", ("label",), ("aggregate.parquet", "labelmodel.json"),
-          lambda c: [c.aggregate.model_dump(), c.seed], aggregate_stage),
+    Stage("aggregate", ("items", "label"), ("aggregate.parquet", "labelmodel.json"),
+          lambda c: [c.aggregate.model_dump(), c.seed,
+                     lf_sources_digest([c.aggregate.gold_path] if c.aggregate.gold_path else [])], aggregate_stage),
     Stage("neighbors", ("items", "aggregate"), ("embeddings.npy", "neighbors.parquet"),
           lambda c: [c.neighbors.model_dump(), c.seed], neighbors_stage),
     Stage("denoise", ("items", "aggregate", "neighbors"), ("refined.parquet",),

@@ -8,7 +8,7 @@ from pipeline.errors import ConfigError
 
 def test_minimal_config_gets_defaults():
     cfg = parse_config({"data": {"path": "x.csv"}})
-    assert cfg.aggregate.method == "majority" and cfg.denoise.method == "knn" and cfg.train.epochs == 3
+    assert cfg.aggregate.method == "auto" and cfg.denoise.method == "knn" and cfg.train.epochs == 3
 
 
 def test_unknown_top_level_key_lists_allowed_keys():

@@ -1,16 +1,29 @@
 """Label models: estimate how far to trust each labeler and combine their votes.
 
 Every model follows one API: `fit(votes, n_classes, gold=None, class_prior=None)`,
-`predict_proba(votes) -> (N, K)`, `predict(votes) -> (N,)`, `report() -> dict`.
+`predict_proba(votes) -> (N, K)`, `predict(votes) -> (N,)`, `report(votes) -> dict`.
 `votes` is (N, M) int with -1 for abstain, or soft votes (N, M, K) float (rows of zeros = abstain).
+`gold` is (N,) int with -1 where unknown; it anchors the estimates of the models that have any.
 """
 
 from __future__ import annotations
 
+from .auto import AutoLabelModel
 from .base import LabelModel
+from .dawid_skene import DawidSkene
 from .majority import MajorityVote
+from .snorkel_mc import MatrixCompletion
+from .weighted import WeightedMajorityVote
 
-LABEL_MODELS: dict[str, type[LabelModel]] = {"majority": MajorityVote}
+DEFAULT_METHOD = "auto"  # chosen by benchmarks/labelmodels.py, see BENCHMARKS.md
+
+LABEL_MODELS: dict[str, type[LabelModel]] = {
+    "majority": MajorityVote,
+    "weighted_majority": WeightedMajorityVote,
+    "dawid_skene": DawidSkene,
+    "snorkel_mc": MatrixCompletion,
+    "auto": AutoLabelModel,
+}
 
 
 def make_label_model(name: str, **params) -> LabelModel:
@@ -20,4 +33,5 @@ def make_label_model(name: str, **params) -> LabelModel:
     return LABEL_MODELS[name](**params)
 
 
-__all__ = ["LABEL_MODELS", "LabelModel", "MajorityVote", "make_label_model"]
+__all__ = ["DEFAULT_METHOD", "LABEL_MODELS", "AutoLabelModel", "DawidSkene", "LabelModel", "MajorityVote", "MatrixCompletion", "WeightedMajorityVote",
+           "make_label_model"]

@@ -1,8 +1,17 @@
-"""Shared pieces of the label models."""
+"""Shared pieces of the label models: input checks, the sparse vote encoding, the base class."""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
+
+
+def check_n_classes(n_classes: int) -> int:
+    """A label model needs at least two classes (a single-class task has nothing to decide)."""
+    if int(n_classes) != n_classes or n_classes < 2:
+        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r} (a single-class dataset has "
+                         "nothing to aggregate: every item would get that class)")
+    return int(n_classes)
 
 
 def check_votes(votes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -14,23 +23,101 @@ def check_votes(votes: np.ndarray, n_classes: int) -> np.ndarray:
         if not np.all(np.equal(np.mod(votes, 1), 0)):
             raise ValueError("votes must be integer class indices (-1 = abstain)")
     votes = votes.astype(np.int64)
-    bad = (votes < -1) | (votes >= n_classes)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise ValueError(f"vote {votes[i, j]} of labeler {j} on item {i} is outside the class range "
-                         f"[0, {n_classes}) (use -1 for abstain)")
+    _check_range(votes, n_classes)
     return votes
 
 
-def vote_counts(votes: np.ndarray, n_classes: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """(N, K) (weighted) count of votes per class; abstains (-1) are ignored."""
+def _check_range(votes: np.ndarray, n_classes: int) -> None:
+    if votes.size and (votes.min() < -1 or votes.max() >= n_classes):
+        bad = (votes < -1) | (votes >= n_classes)
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"vote {votes[i, j]} of labeler {j} on item {i} is outside the class range "
+                         f"[0, {n_classes}) (use -1 for abstain)")
+
+
+def check_soft_votes(votes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Validate soft votes (N, M, K): non-negative, each labeler's row sums to at most 1 (0 = abstain)."""
+    votes = np.asarray(votes, dtype=float)
+    if votes.ndim != 3 or votes.shape[2] != n_classes:
+        raise ValueError(f"soft votes must be (items, labelers, {n_classes}), got shape {votes.shape}")
+    if not np.isfinite(votes).all() or (votes < 0).any():
+        raise ValueError("soft votes must be finite and non-negative")
+    if (votes.sum(axis=2) > 1 + 1e-6).any():
+        raise ValueError("each labeler's soft vote on an item must sum to at most 1 (0 = abstain)")
+    return votes
+
+
+def encode_votes(votes: np.ndarray, n_classes: int, chunk: int = 65536) -> sparse.csr_matrix:
+    """(N, M*K) float32 CSR one-hot encoding of hard (N, M) votes or soft (N, M, K) votes.
+
+    Column j*K + l holds labeler j's (probability of) vote l; abstains are empty. Hard votes of any
+    integer dtype (int8 keeps the memory small) are encoded in row chunks without an int64 copy.
+    """
+    votes = np.asarray(votes)
+    if votes.ndim == 3:
+        soft = check_soft_votes(votes, n_classes)
+        return sparse.csr_matrix(soft.reshape(len(soft), -1).astype(np.float32))
+    if votes.ndim != 2:
+        raise ValueError(f"votes must be (items, labelers) hard votes or (items, labelers, classes) soft votes, "
+                         f"got shape {votes.shape}")
+    if not np.issubdtype(votes.dtype, np.integer):
+        votes = check_votes(votes, n_classes)
+    _check_range(votes, n_classes)
     n, m = votes.shape
+    offsets = (np.arange(m, dtype=np.int32) * n_classes)[None, :]
+    counts = np.zeros(n + 1, dtype=np.int64)
+    parts = []
+    for start in range(0, n, chunk):
+        block = votes[start:start + chunk]
+        voted = block >= 0
+        counts[start + 1:start + 1 + len(block)] = voted.sum(axis=1)
+        parts.append((block.astype(np.int32) + offsets)[voted])
+    indptr = np.cumsum(counts)
+    index_dtype = np.int32 if indptr[-1] < 2**31 else np.int64
+    indices = np.concatenate(parts).astype(index_dtype, copy=False) if parts else np.zeros(0, index_dtype)
+    data = np.ones(len(indices), dtype=np.float32)
+    return sparse.csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(n, m * n_classes))
+
+
+def n_labelers(votes: np.ndarray) -> int:
+    return np.asarray(votes).shape[1]
+
+
+def coverage(x: sparse.csr_matrix) -> np.ndarray:
+    """(N,) True where at least one labeler voted."""
+    return np.diff(x.indptr) > 0
+
+
+def check_gold(gold: np.ndarray | None, n_items: int, n_classes: int) -> np.ndarray | None:
+    """(N,) int gold labels with -1 = unknown, or None when there are none."""
+    if gold is None:
+        return None
+    gold = np.asarray(gold)
+    if gold.shape != (n_items,):
+        raise ValueError(f"gold must have one entry per item ({n_items}), got shape {gold.shape}")
+    gold = gold.astype(np.int64)
+    if ((gold < -1) | (gold >= n_classes)).any():
+        raise ValueError(f"gold labels must be in [0, {n_classes}) or -1 for unknown")
+    return gold if (gold >= 0).any() else None
+
+
+def check_class_prior(class_prior, n_classes: int) -> np.ndarray | None:
+    """(K,) normalized class prior, or None."""
+    if class_prior is None:
+        return None
+    prior = np.asarray(class_prior, dtype=float)
+    if prior.shape != (n_classes,) or (prior < 0).any() or prior.sum() <= 0:
+        raise ValueError(f"class_prior must be {n_classes} non-negative numbers with a positive sum")
+    return prior / prior.sum()
+
+
+def vote_counts(votes: np.ndarray, n_classes: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """(N, K) (weighted) count of votes per class; abstains are ignored. Hard (N, M) or soft (N, M, K)."""
+    x = encode_votes(votes, n_classes)
+    m = x.shape[1] // n_classes
     weights = np.ones(m) if weights is None else np.asarray(weights, dtype=float)
-    counts = np.zeros((n, n_classes))
-    for j in range(m):
-        voted = votes[:, j] >= 0
-        np.add.at(counts, (np.nonzero(voted)[0], votes[voted, j]), weights[j])
-    return counts
+    w = np.kron(weights[:, None], np.eye(n_classes))  # (M*K, K)
+    return np.asarray(x @ w, dtype=float)
 
 
 def confusion_from_labels(votes: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -44,8 +131,42 @@ def confusion_from_labels(votes: np.ndarray, labels: np.ndarray, n_classes: int)
     return np.divide(conf, totals, out=np.zeros_like(conf), where=totals > 0)
 
 
+def one_coin_confusion(accuracy: np.ndarray, n_classes: int) -> np.ndarray:
+    """(M, K, K) confusion of labelers right with probability accuracy (M,), errors spread evenly."""
+    acc = np.asarray(accuracy, dtype=float)[:, None, None]
+    eye = np.eye(n_classes)[None]
+    return eye * acc + (1 - eye) * (1 - acc) / (n_classes - 1)
+
+
+def log_joint(x, vote_rate: np.ndarray, prior: np.ndarray, abstain_rate: np.ndarray | None = None) -> np.ndarray:
+    """(N, K) log P(votes, true = k) of conditionally independent labelers.
+
+    x: (N, M*K) encoded votes; vote_rate: (M, K, K) P(vote = l | true = k); abstain_rate: (M, K)
+    P(abstain | true = k), or None to treat abstains as uninformative; prior: (K,).
+    """
+    m, k = vote_rate.shape[:2]
+    log_vote = np.log(vote_rate)
+    offset = np.log(prior)
+    if abstain_rate is not None:
+        log_abst = np.log(abstain_rate)
+        log_vote = log_vote - log_abst[:, :, None]
+        offset = offset + log_abst.sum(axis=0)
+    w = log_vote.transpose(0, 2, 1).reshape(m * k, k).astype(np.float32)  # row j*K + vote, column true
+    return np.asarray(x @ w, dtype=np.float64) + offset
+
+
+def softmax_rows(log_joint_: np.ndarray) -> np.ndarray:
+    z = log_joint_ - log_joint_.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
 class LabelModel:
-    """Base class. Subclasses implement `fit` and `predict_proba`; learned state ends in `_`."""
+    """Base class. Subclasses implement `fit` and `predict_proba`; learned state ends in `_`.
+
+    Models that estimate labeler parameters set `confusion_` (M, K, K): P(vote = l | true = k) given the
+    labeler votes; `report` then gives them, else it measures agreement with the model's own predictions.
+    """
 
     n_classes_: int
     class_prior_: np.ndarray
@@ -59,14 +180,39 @@ class LabelModel:
 
     def predict(self, votes: np.ndarray) -> np.ndarray:
         """(N,) the most probable class; items no labeler covers get the prior's most frequent class."""
-        return self.predict_proba(votes).argmax(axis=1)
+        proba = self.predict_proba(votes)
+        covered = coverage(encode_votes(votes, self.n_classes_))
+        return np.where(covered, proba.argmax(axis=1), int(np.argmax(self.class_prior_)))
+
+    def _check_labelers(self, votes: np.ndarray) -> None:
+        m = getattr(self, "n_labelers_", None)
+        if m is not None and np.asarray(votes).shape[1:2] != (m,):
+            raise ValueError(f"the model was fitted on {m} labelers, votes have shape {np.asarray(votes).shape}")
 
     def report(self, votes: np.ndarray) -> dict:
-        """Per-labeler estimated accuracy and confusion, measured against this model's own predictions."""
-        votes = check_votes(votes, self.n_classes_)
-        pred = self.predict(votes)
-        conf = confusion_from_labels(votes, pred, self.n_classes_)
-        acc = [float(np.mean(votes[votes[:, j] >= 0, j] == pred[votes[:, j] >= 0])) if (votes[:, j] >= 0).any()
-               else None for j in range(votes.shape[1])]
-        return {"class_prior": self.class_prior_.tolist(), "labeler_accuracy": acc,
-                "labeler_confusion": conf.tolist()}
+        """Per-labeler estimated accuracy (None for a labeler that never votes) and confusion (M, K, K).
+
+        From the model's parameters when it has them (accuracy = sum_k prior_k * P(vote = k | true = k)),
+        else measured against this model's own predictions.
+        """
+        x = encode_votes(votes, self.n_classes_)
+        k = self.n_classes_
+        voted = np.asarray(x.sum(axis=0)).reshape(-1, k).sum(axis=1) > 0
+        conf = getattr(self, "confusion_", None)
+        if conf is None:
+            hard = votes if np.asarray(votes).ndim == 2 else _hard_from_soft(np.asarray(votes))
+            hard = check_votes(hard, k)
+            pred = self.predict(votes)
+            conf = confusion_from_labels(hard, pred, k)
+            acc = [float(np.mean(hard[hard[:, j] >= 0, j] == pred[hard[:, j] >= 0])) if voted[j] else None
+                   for j in range(hard.shape[1])]
+        else:
+            diag = np.einsum("mkk->mk", conf) @ self.class_prior_
+            acc = [float(a) if v else None for a, v in zip(diag, voted)]
+        return {"class_prior": np.asarray(self.class_prior_).tolist(), "labeler_accuracy": acc,
+                "labeler_confusion": np.asarray(conf).tolist()}
+
+
+def _hard_from_soft(votes: np.ndarray) -> np.ndarray:
+    """(N, M) argmax of soft votes (N, M, K); all-zero rows become -1."""
+    return np.where(votes.sum(axis=2) > 0, votes.argmax(axis=2), -1)

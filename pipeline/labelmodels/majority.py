@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import LabelModel, check_votes, vote_counts
+from .base import LabelModel, check_class_prior, check_n_classes, vote_counts
 
 
 class MajorityVote(LabelModel):
     """Each non-abstaining labeler gets one vote.
 
     `predict_proba` gives the vote shares; items no labeler covers get the class prior (estimated from
-    the votes, or given). `tie_break` decides `predict` on ties: "prior" (most frequent class among the
+    the votes, or given). Hard (N, M) or soft (N, M, K) votes; `gold` is accepted and not used (majority
+    vote has no parameters to anchor). `tie_break` decides `predict` on ties: "prior" (most frequent class among the
     tied ones), "random" (seeded), or "abstain" (-1).
     """
 
@@ -22,17 +23,18 @@ class MajorityVote(LabelModel):
         self.seed = seed
 
     def fit(self, votes, n_classes, gold=None, class_prior=None):
-        votes = check_votes(votes, n_classes)
+        n_classes = check_n_classes(n_classes)
         self.n_classes_ = n_classes
-        if class_prior is not None:
-            prior = np.asarray(class_prior, dtype=float)
-        else:
-            prior = vote_counts(votes, n_classes).sum(axis=0) + 1.0
+        self.n_labelers_ = np.asarray(votes).shape[1] if np.asarray(votes).ndim >= 2 else None
+        counts = vote_counts(votes, n_classes)
+        prior = check_class_prior(class_prior, n_classes)
+        if prior is None:
+            prior = counts.sum(axis=0) + 1.0
         self.class_prior_ = prior / prior.sum()
         return self
 
     def predict_proba(self, votes):
-        votes = check_votes(votes, self.n_classes_)
+        self._check_labelers(votes)
         counts = vote_counts(votes, self.n_classes_)
         totals = counts.sum(axis=1, keepdims=True)
         return np.where(totals > 0, counts / np.maximum(totals, 1), self.class_prior_)

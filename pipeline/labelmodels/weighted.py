@@ -1,0 +1,82 @@
+"""Weighted majority vote with log-odds weights from estimated or gold accuracies."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+
+from .base import (
+    LabelModel,
+    check_class_prior,
+    check_gold,
+    check_n_classes,
+    encode_votes,
+    one_coin_confusion,
+)
+
+
+def accuracy_weights(accuracy: np.ndarray, n_classes: int) -> np.ndarray:
+    """(M,) log-odds weight log((K-1) a / (1 - a)) of labelers with accuracy a: 0 at chance, < 0 below."""
+    a = np.clip(accuracy, 1e-3, 1 - 1e-3)
+    return np.log((n_classes - 1) * a / (1 - a))
+
+
+def gold_agreement(x, gold: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(M,) soft count of votes equal to gold and (M,) count of votes, on the gold items."""
+    has = gold >= 0
+    onehot = np.eye(n_classes, dtype=np.float32)[gold[has]]
+    sub = x[np.flatnonzero(has)]
+    hits = np.asarray(sub.multiply(np.tile(onehot, (1, x.shape[1] // n_classes))).sum(axis=0))
+    hits = hits.reshape(-1, n_classes).sum(axis=1)
+    n = np.asarray(sub.sum(axis=0)).reshape(-1, n_classes).sum(axis=1)
+    return hits.astype(float), n.astype(float)
+
+
+class WeightedMajorityVote(LabelModel):
+    """Majority vote where labeler j's vote counts log((K-1) a_j / (1 - a_j)) (the one-coin posterior).
+
+    Without gold, a_j is labeler j's agreement with the majority vote of the other labelers (leave-one-out,
+    on the items where they vote), under a Beta prior of `smoothing` hits and `smoothing` misses. With
+    `gold`, j's votes on gold items count `gold_weight` times each beside it. The class prior is the vote
+    share (or `class_prior`). Learned: `accuracy_` (M,), `weights_` (M,), `confusion_` (M, K, K) (one-coin),
+    `class_prior_` (K,).
+    """
+
+    def __init__(self, smoothing: float = 2.0, gold_weight: float = 5.0):
+        self.smoothing = smoothing
+        self.gold_weight = gold_weight
+
+    def fit(self, votes, n_classes, gold=None, class_prior=None):
+        k = check_n_classes(n_classes)
+        x = encode_votes(votes, k)
+        n, m = x.shape[0], x.shape[1] // k
+        self.n_classes_, self.n_labelers_ = k, m
+        gold = check_gold(gold, n, k)
+        fixed = check_class_prior(class_prior, k)
+        counts = np.asarray(x @ np.tile(np.eye(k, dtype=np.float32), (m, 1)), dtype=float)  # (N, K)
+        self.class_prior_ = fixed if fixed is not None else (counts.sum(0) + 1) / (counts.sum() + k)
+        g_hits, g_n = gold_agreement(x, gold, k) if gold is not None else (np.zeros(m), np.zeros(m))
+        hits, tot = np.zeros(m), np.zeros(m)
+        xc = x.tocsc()
+        for j in range(m):
+            own = xc[:, j * k:(j + 1) * k].toarray()  # (N, K)
+            rest = counts - own
+            ok = (own.sum(axis=1) > 0) & (rest.sum(axis=1) > 0)
+            ref = np.eye(k)[rest[ok].argmax(axis=1)]
+            hits[j], tot[j] = (own[ok] * ref).sum(), own[ok].sum()
+        self.accuracy_ = ((hits + self.gold_weight * g_hits + self.smoothing)
+                          / (tot + self.gold_weight * g_n + 2 * self.smoothing))
+        self.weights_ = accuracy_weights(self.accuracy_, k)
+        self.confusion_ = one_coin_confusion(self.accuracy_, k)
+        return self
+
+    def _scores(self, x) -> np.ndarray:
+        k = self.n_classes_
+        w = np.kron(self.weights_[:, None], np.eye(k)).astype(np.float32)
+        return np.asarray(x @ w, dtype=float) + np.log(self.class_prior_)
+
+    def predict_proba(self, votes):
+        """(N, K) softmax of the weighted votes plus the log prior."""
+        self._check_labelers(votes)
+        s = self._scores(encode_votes(votes, self.n_classes_))
+        return np.exp(s - logsumexp(s, axis=1, keepdims=True))

@@ -1,0 +1,177 @@
+"""Label models on generated votes with known labeler accuracies, soft votes, gold seeds and bad input."""
+
+import numpy as np
+import pytest
+
+from pipeline.labelmodels import LABEL_MODELS, AutoLabelModel, DawidSkene, MatrixCompletion, make_label_model
+from pipeline.labelmodels.supervised import BestLabeler, VoteStacker
+
+NAMES = sorted(LABEL_MODELS)
+
+
+def generate(n=3000, acc=(0.9, 0.8, 0.7, 0.65, 0.6, 0.55), k=3, abstain=0.2, seed=0):
+    """votes (N, M), truth (N,): labeler j is right with probability acc[j], errors uniform, abstains at random."""
+    rng = np.random.default_rng(seed)
+    acc = np.asarray(acc)
+    y = rng.integers(0, k, n)
+    right = rng.random((n, len(acc))) < acc
+    wrong = (y[:, None] + rng.integers(1, k, (n, len(acc)))) % k
+    votes = np.where(right, y[:, None], wrong)
+    votes[rng.random(votes.shape) < abstain] = -1
+    return votes, y, acc
+
+
+def test_dawid_skene_recovers_accuracies_and_beats_majority():
+    votes, y, acc = generate()
+    ds = DawidSkene().fit(votes, 3)
+    est = np.array(ds.report(votes)["labeler_accuracy"])
+    assert np.abs(est - acc).max() < 0.03
+    mv = make_label_model("majority").fit(votes, 3)
+    assert (ds.predict(votes) == y).mean() > (mv.predict(votes) == y).mean() + 0.02
+    conf = np.array(ds.report(votes)["labeler_confusion"])
+    assert conf.shape == (6, 3, 3) and np.allclose(conf.sum(axis=2), 1)
+
+
+def test_matrix_completion_recovers_accuracies_without_gold():
+    votes, y, acc = generate()
+    mc = MatrixCompletion(prior="em", l2=1e-3).fit(votes, 3)  # weak pull toward the start
+    est = np.array(mc.report(votes)["labeler_accuracy"])
+    assert np.abs(est - acc).max() < 0.06
+    assert (mc.predict(votes) == y).mean() > 0.85
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_model_fits_predicts_and_reports(name):
+    votes, y, _ = generate(n=600)
+    model = make_label_model(name).fit(votes, 3)
+    proba = model.predict_proba(votes)
+    assert proba.shape == (600, 3) and np.allclose(proba.sum(axis=1), 1)
+    assert (model.predict(votes) == y).mean() > 0.75
+    rep = model.report(votes)
+    assert len(rep["labeler_accuracy"]) == 6 and np.array(rep["labeler_confusion"]).shape == (6, 3, 3)
+    assert len(rep["class_prior"]) == 3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_soft_one_hot_votes_match_hard_votes(name):
+    votes, _, _ = generate(n=500)
+    soft = (votes[:, :, None] == np.arange(3)).astype(float)
+    hard_model = make_label_model(name).fit(votes, 3)
+    soft_model = make_label_model(name).fit(soft, 3)
+    np.testing.assert_allclose(soft_model.predict_proba(soft), hard_model.predict_proba(votes), atol=1e-4)
+
+
+def test_soft_probability_votes_work():
+    votes, y, _ = generate(n=2000, k=2)
+    onehot = (votes[:, :, None] == np.arange(2)).astype(float)
+    soft = np.where(votes[:, :, None] >= 0, 0.8 * onehot + 0.1, 0.0)  # each vote 0.9 / 0.1
+    ds = DawidSkene().fit(soft, 2)
+    assert (ds.predict(soft) == y).mean() > 0.85
+
+
+def test_gold_seed_anchors_adversarial_labelers():
+    # three colluding labelers that are wrong 80% of the time in the same way, two honest ones: without
+    # gold the majority story wins; a 60-item gold seed lets the auto model find the honest labelers
+    rng = np.random.default_rng(1)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    bad = np.where(rng.random(n) < 0.8, 1 - y, y)
+    votes = np.stack([bad, bad, np.where(rng.random(n) < 0.95, bad, 1 - bad),
+                      np.where(rng.random(n) < 0.8, y, 1 - y), np.where(rng.random(n) < 0.75, y, 1 - y)], axis=1)
+    gold = np.full(n, -1)
+    seed_items = rng.choice(n, 60, replace=False)
+    gold[seed_items] = y[seed_items]
+    rest = np.setdiff1d(np.arange(n), seed_items)
+    plain = AutoLabelModel().fit(votes, 2)
+    seeded = AutoLabelModel().fit(votes, 2, gold=gold)
+    acc_plain = (plain.predict(votes[rest]) == y[rest]).mean()
+    acc_seeded = (seeded.predict(votes[rest]) == y[rest]).mean()
+    assert acc_seeded > acc_plain + 0.2, (acc_plain, acc_seeded, seeded.selected_)
+    assert set(seeded.cv_scores_) == set(AutoLabelModel().candidates)
+
+
+def test_gold_clamps_dawid_skene_and_moves_estimates():
+    votes, y, acc = generate(n=1500, seed=3)
+    gold = np.full(len(y), -1)
+    gold[:300] = y[:300]
+    ds = DawidSkene(gold_weight=5.0).fit(votes, 3, gold=gold)
+    assert np.abs(np.array(ds.report(votes)["labeler_accuracy"]) - acc).max() < 0.05
+    mc = MatrixCompletion().fit(votes, 3, gold=gold)
+    assert (mc.predict(votes) == y).mean() > 0.85
+
+
+def test_class_prior_is_used():
+    votes = np.array([[-1, -1], [0, 1], [1, 0]])
+    for name in NAMES:
+        model = make_label_model(name).fit(np.vstack([votes] * 20), 2, class_prior=[0.2, 0.8])
+        assert model.predict(votes)[0] == 1, name
+
+
+def test_supervised_models_need_gold():
+    votes, y, _ = generate(n=200)
+    for cls in (VoteStacker, BestLabeler):
+        with pytest.raises(ValueError, match="gold"):
+            cls().fit(votes, 3)
+    gold = np.where(np.arange(200) < 50, y, -1)
+    assert BestLabeler().fit(votes, 3, gold=gold).labeler_ == 0
+
+
+# --- bad input ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_votes_outside_class_range_are_errors(name):
+    with pytest.raises(ValueError, match="outside the class range"):
+        make_label_model(name).fit(np.array([[0, 3], [1, 0]]), 3)
+    with pytest.raises(ValueError, match="outside the class range"):
+        make_label_model(name).fit(np.array([[0, -2], [1, 0]]), 3)
+    with pytest.raises(ValueError, match="soft vote"):
+        make_label_model(name).fit(np.ones((4, 2, 2)) * 0.8, 2)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_all_abstain_rows_get_the_prior_class(name):
+    votes, _, _ = generate(n=400)
+    votes[:10] = -1
+    model = make_label_model(name).fit(votes, 3)
+    pred = model.predict(votes)
+    assert (pred[:10] == np.argmax(model.class_prior_)).all()
+    assert np.isfinite(model.predict_proba(votes)).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_labeler_that_never_votes(name):
+    votes, y, _ = generate(n=400)
+    votes = np.c_[votes, np.full(len(votes), -1)]
+    model = make_label_model(name).fit(votes, 3)
+    rep = model.report(votes)
+    assert rep["labeler_accuracy"][-1] is None
+    assert np.isfinite(np.array(rep["labeler_confusion"])).all()
+    assert (model.predict(votes) == y).mean() > 0.75
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_single_class(name):
+    with pytest.raises(ValueError, match=">= 2"):
+        make_label_model(name).fit(np.zeros((5, 2), int), 1)
+    votes = np.zeros((50, 3), int)  # two classes, every vote is class 0: predicts class 0, finite estimates
+    model = make_label_model(name).fit(votes, 2)
+    assert (model.predict(votes) == 0).all() and np.isfinite(model.predict_proba(votes)).all()
+
+
+def test_bad_gold_and_prior_and_shapes():
+    votes, _, _ = generate(n=100)
+    model = DawidSkene()
+    with pytest.raises(ValueError, match="one entry per item"):
+        model.fit(votes, 3, gold=np.zeros(5, int))
+    with pytest.raises(ValueError, match="gold labels must be in"):
+        model.fit(votes, 3, gold=np.full(100, 7))
+    with pytest.raises(ValueError, match="class_prior"):
+        model.fit(votes, 3, class_prior=[1, 0])
+    model.fit(votes, 3)
+    with pytest.raises(ValueError, match="fitted on 6 labelers"):
+        model.predict_proba(votes[:, :4])
+    with pytest.raises(ValueError, match="unknown aggregate.method"):
+        make_label_model("nope")
+    with pytest.raises(ValueError, match="abstain"):
+        DawidSkene(abstain="maybe")

@@ -1,0 +1,30 @@
+"""The label-model benchmark's smoke run: every method on wrench/youtube, output in the issue's JSON shape."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, require_shared
+
+pytest.importorskip("snorkel")
+pytest.importorskip("crowdkit")
+
+
+def test_benchmark_smoke(tmp_path):
+    require_shared("wrench", "youtube")
+    spec = importlib.util.spec_from_file_location("bench_labelmodels", ROOT / "benchmarks" / "labelmodels.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_labelmodels"] = bench  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    out = tmp_path / "lm.json"
+    bench.main(["--smoke", "--json", str(out)])
+    rows = json.loads(Path(out).read_text())["results"]
+    methods = {r["method"] for r in rows}
+    assert {"ours:default", "anchor:snorkel", "anchor:snorkel_mv", "anchor:crowdkit_ds", "anchor:crowdkit_glad",
+            "anchor:best_single"} <= methods
+    assert {r["gold_seed"] for r in rows} == {0, 50}
+    for r in rows:
+        assert set(r) == {"dataset", "method", "gold_seed", "metric", "score", "fit_seconds"}
+        assert r["dataset"] == "wrench/youtube" and r["metric"] == "accuracy" and 0 <= r["score"] <= 1

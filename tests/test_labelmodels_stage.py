@@ -1,0 +1,51 @@
+"""The aggregate stage with the label models: labelmodel.json contents, gold seeds, bad gold files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.runner import run_pipeline
+
+
+def test_aggregate_stage_writes_estimates(demo_config):
+    run_dir = run_pipeline(demo_config(aggregate={"method": "dawid_skene", "params": {"smoothing": 0.5}}),
+                           progress=False, until="aggregate")
+    rep = json.loads((run_dir / "labelmodel.json").read_text())
+    m = len(rep["labelers"])
+    assert rep["method"] == "dawid_skene" and rep["n_gold_seed"] == 0
+    conf = np.array(rep["labeler_confusion"])
+    assert conf.shape == (m, 4, 4) and np.allclose(conf.sum(axis=2), 1)
+    accs = [a for a in rep["labeler_accuracy"] if a is not None]
+    assert accs and all(0 <= a <= 1 for a in accs)
+    assert len(rep["class_prior"]) == 4
+
+
+def test_gold_seed_from_valid_split_and_gold_file(demo_config, tmp_path):
+    import pandas as pd
+
+    items = pd.read_csv(tmp_path / "items.csv")
+    train = items[items["split"] == "train"].head(3)
+    gold_file = tmp_path / "gold.csv"
+    pd.DataFrame({"id": train["id"], "label": train["label"]}).to_csv(gold_file, index=False)
+    run_dir = run_pipeline(demo_config(aggregate={"method": "auto", "gold_seed": 5, "gold_path": str(gold_file)}),
+                           progress=False, until="aggregate")
+    rep = json.loads((run_dir / "labelmodel.json").read_text())
+    assert rep["n_gold_seed"] == 8 and "selected" in rep
+
+
+def test_gold_file_with_unknown_ids_is_an_error(demo_config, tmp_path):
+    gold_file = tmp_path / "gold.csv"
+    gold_file.write_text("id,label\nno-such-id,food\n")
+    with pytest.raises(ValueError, match="do not exist in the data"):
+        run_pipeline(demo_config(aggregate={"gold_path": str(gold_file)}), progress=False, until="aggregate")
+
+
+def test_gold_file_with_unknown_label_is_an_error(demo_config, tmp_path):
+    import pandas as pd
+
+    first = pd.read_csv(tmp_path / "items.csv")["id"].iloc[0]
+    gold_file = tmp_path / "gold.csv"
+    gold_file.write_text(f"id,label\n{first},pizza\n")
+    with pytest.raises(ValueError, match="not in the class list"):
+        run_pipeline(demo_config(aggregate={"gold_path": str(gold_file)}), progress=False, until="aggregate")
