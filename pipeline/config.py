@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -39,9 +39,52 @@ class DataConfig(Section):
         return self
 
 
+class LLMExample(Section):
+    text: str
+    label: str
+
+
+class LLMLabelerConfig(Section):
+    """One LLM labeler: template + verbalizer + backend (+ few-shot examples). See labelers/llm/labeler.py."""
+
+    name: str
+    backend: str = "transformers"  # transformers | vllm | openai | package.module:Class
+    model: str | None = None  # passed to the backend as model= (transformers: "default" = Gemma 3 270M)
+    params: dict[str, Any] = Field(default_factory=dict)  # other backend parameters
+    template: str = "zero_shot"  # zero_shot | few_shot | judge | path to a .j2 file
+    task: str = ""  # the instruction shown first in the prompt
+    verbalizers: dict[str, str | list[str]] = Field(default_factory=dict)  # class -> label word(s)
+    examples: list[LLMExample] = Field(default_factory=list)
+    examples_file: str | None = None  # csv / jsonl / parquet with columns text, label (class names)
+    shots: int | None = Field(None, ge=1)
+    select: Literal["fixed", "similar"] = "fixed"  # similar: per item, the nearest examples (MiniLM)
+    encoder: str = DEFAULT_ENCODER
+    max_chars: int | None = Field(1000, ge=1)
+    abstain_below: float | None = Field(None, gt=0, le=1)
+    chunk_size: int = Field(64, ge=1)  # prompts per backend call and per cache write
+
+    @model_validator(mode="after")
+    def _words(self) -> LLMLabelerConfig:
+        for cls, words in self.verbalizers.items():
+            ws = [words] if isinstance(words, str) else words
+            if not ws or any(not w.strip() for w in ws):
+                raise ValueError(f"verbalizers: class '{cls}' needs one or more non-blank label words")
+        return self
+
+
 class LabelConfig(Section):
     labeling_functions: list[str] = Field(default_factory=list)  # .py files, modules, .yaml/.yml rule files
     use_annotation_columns: bool = True
+    llm: list[LLMLabelerConfig] = Field(default_factory=list)
+    llm_cache: str | None = "default"  # sqlite answer cache; default: <output_dir>/llm_cache.sqlite; null = off
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> LabelConfig:
+        names = [e.name for e in self.llm]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"llm: duplicate labeler name(s) {', '.join(dup)}")
+        return self
 
 
 class AggregateConfig(Section):
@@ -129,10 +172,15 @@ class RunConfig(Section):
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     """The field names allowed at a location like ('data', 'bogus')."""
     for part in loc[:-1]:
+        if isinstance(part, int):  # an index into a list of sections, e.g. ('label', 'llm', 0, 'bogus')
+            continue
         field = model.model_fields.get(str(part))
-        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+        annotation = field.annotation if field is not None else None
+        if get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
+        if not isinstance(annotation, type) or not issubclass(annotation, BaseModel):
             break
-        model = field.annotation
+        model = annotation
     return sorted(model.model_fields)
 
 
@@ -171,6 +219,11 @@ def _resolve_paths(cfg: RunConfig, base_dir: Path) -> RunConfig:
 
     cfg.data.path = resolve(cfg.data.path)
     cfg.label.labeling_functions = [resolve(p) for p in cfg.label.labeling_functions]
+    for entry in cfg.label.llm:
+        if entry.examples_file:
+            entry.examples_file = resolve(entry.examples_file)
+        if entry.template.endswith((".j2", ".jinja")):
+            entry.template = resolve(entry.template)
     if cfg.aggregate.gold_path:
         cfg.aggregate.gold_path = resolve(cfg.aggregate.gold_path)
     return cfg

@@ -38,13 +38,17 @@ def _frame(ids, arrays: dict[str, np.ndarray], **columns) -> pd.DataFrame:
 
 
 def label_stage(run: Run) -> dict:
-    """Votes from the labeling functions and the imported annotation columns."""
+    """Votes from the labeling functions, the imported annotation columns and the LLM labelers.
+
+    LLM labelers also give a distribution per item: soft_votes.npy (N, M, K), zeros for the other
+    labelers, and their raw answers in llm_answers.parquet.
+    """
     from labelers import apply_labeling_functions, load_labeling_functions
 
     items = run.read_parquet("items.parquet")
     meta = run.read_json("classes.json")
     classes = meta["classes"]
-    columns, labelers = {}, []
+    columns, labelers, soft = {}, [], {}
     if run.cfg.label.use_annotation_columns:
         for col in meta["annotation_columns"]:
             columns[col] = items[col].to_numpy(dtype=np.int64)
@@ -60,13 +64,56 @@ def label_stage(run: Run) -> dict:
             if getattr(lf, "kind", None) in ("keyword", "regex"):
                 entry["rule"] = lf.kind
             labelers.append(entry)
+    summary = {}
+    if run.cfg.label.llm:
+        summary["llm"] = _llm_votes(run, items, classes, columns, labelers, soft)
     if not columns:
-        raise ValueError("no labelers: give label.labeling_functions or data.annotation_columns")
+        raise ValueError("no labelers: give label.labeling_functions, label.llm or data.annotation_columns")
     votes = pd.DataFrame({"id": items["id"], **columns})
     write_parquet(votes, run.path("votes.parquet"))
     write_json(labelers, run.path("labelers.json"))
+    if soft:
+        names = list(columns)
+        stacked = np.zeros((len(items), len(names), len(classes)))
+        for j, name in enumerate(names):
+            if name in soft:
+                stacked[:, j] = soft[name]
+        write_npy(stacked, run.path("soft_votes.npy"))
+    else:
+        run.path("soft_votes.npy").unlink(missing_ok=True)
     matrix = votes.drop(columns="id").to_numpy()
-    return {"n_labelers": len(labelers), "coverage": float(np.mean((matrix >= 0).any(axis=1)))}
+    return {"n_labelers": len(labelers), "coverage": float(np.mean((matrix >= 0).any(axis=1))), **summary}
+
+
+def _llm_votes(run: Run, items: pd.DataFrame, classes: list[str], columns: dict, labelers: list,
+               soft: dict) -> dict:
+    from labelers.llm.cache import LLMCache
+    from labelers.llm.run import answers_frame, build_labelers, run_labelers
+
+    cfg = run.cfg.label
+    cache_path = cfg.llm_cache
+    if cache_path == "default":
+        cache_path = str(run.dir.parent / "llm_cache.sqlite")
+    cache = LLMCache(cache_path) if cache_path else None
+    try:
+        llms = build_labelers(cfg.llm, classes, cache)
+        for lab in llms:
+            if lab.name in columns:
+                raise ValueError(f"two labelers are named '{lab.name}'")
+        results = run_labelers(llms, items, progress=run.progress)
+    finally:
+        if cache is not None:
+            cache.close()
+    stats = {}
+    for entry, lab, res in zip(cfg.llm, llms, results):
+        columns[lab.name] = res.votes
+        soft[lab.name] = res.proba
+        labelers.append({"name": lab.name, "kind": "llm", "backend": entry.backend,
+                         "identity": lab.backend.cache_identity(), "template": entry.template,
+                         "verbalizers": lab.verbalizers, "soft": True})
+        stats[lab.name] = res.stats
+    write_parquet(answers_frame(items["id"], llms, results), run.path("llm_answers.parquet"))
+    return stats
 
 
 def aggregate_stage(run: Run) -> dict:
@@ -296,7 +343,9 @@ def evaluate_stage(run: Run) -> dict:
 
 STAGES = [
     Stage("label", ("items",), ("votes.parquet", "labelers.json"),
-          lambda c: [c.label.model_dump(), lf_sources_digest(c.label.labeling_functions)], label_stage),
+          lambda c: [c.label.model_dump(), lf_sources_digest(c.label.labeling_functions),
+                     lf_sources_digest([p for e in c.label.llm for p in (e.template, e.examples_file) if p])],
+          label_stage),
     Stage("aggregate", ("items", "label"), ("aggregate.parquet", "labelmodel.json"),
           lambda c: [c.aggregate.model_dump(), c.seed,
                      lf_sources_digest([c.aggregate.gold_path] if c.aggregate.gold_path else [])], aggregate_stage),

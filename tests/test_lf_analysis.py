@@ -101,11 +101,17 @@ runner = CliRunner()
 
 @pytest.fixture
 def demo_run_config(tmp_path):
-    """The embedded demo config (all 419 items, the YAML rules), writing its run under tmp_path."""
-    for name in ("data.csv", "lfs.yaml", "config.yaml"):
+    """The embedded demo config (all 419 items, the YAML rules, without its LLM labeler), writing its
+    run under tmp_path."""
+    import yaml
+
+    for name in ("data.csv", "lfs.yaml"):
         shutil.copy(DEMO / name, tmp_path / name)
+    raw = yaml.safe_load((DEMO / "config.yaml").read_text())
+    raw["output_dir"] = str(tmp_path / "runs")
+    raw["label"].pop("llm", None)
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(cfg.read_text().replace("output_dir: runs", f"output_dir: {tmp_path / 'runs'}"))
+    cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
     return cfg
 
 
