@@ -61,6 +61,7 @@ class LLMLabelerConfig(Section):
     encoder: str = DEFAULT_ENCODER
     max_chars: int | None = Field(1000, ge=1)
     abstain_below: float | None = Field(None, gt=0, le=1)
+    calibrate: Literal["none", "contextual"] = "none"  # contextual: divide out the label-word bias (no gold)
     chunk_size: int = Field(64, ge=1)  # prompts per backend call and per cache write
 
     @model_validator(mode="after")

@@ -215,3 +215,30 @@ def test_duplicate_prompts_go_to_the_model_once():
     lab = LLMLabeler("kw", KeywordTextBackend(), ["ham", "spam"], task=TASK)
     res = lab.label(pd.DataFrame({"text": ["subscribe", "nice", "subscribe", "nice"]}))
     assert res.stats["model_items"] == 2 and res.votes.tolist() == [1, 0, 1, 0]
+
+
+class BiasedBackend(KeywordTextBackend):
+    """Prefers "ham" for every item, less so for the ones that mention 'subscribe' (a label-word bias)."""
+
+    def label(self, prompts, verbalizers):
+        from labelers.llm.backend import LLMOutput
+
+        spam = np.array(["subscribe" in p.rsplit("<text>", 1)[-1].lower() for p in prompts])
+        proba = np.where(spam[:, None], [0.6, 0.4], [0.9, 0.1])
+        return LLMOutput(proba, ["ham"] * len(prompts), np.zeros(len(prompts), bool))
+
+
+def test_contextual_calibration_divides_out_the_label_word_bias(tmp_path):
+    import pandas as pd
+
+    items = pd.DataFrame({"text": [f"c {i} subscribe" if i % 2 else f"c {i}" for i in range(20)]})
+    truth = np.arange(20) % 2
+    cache = LLMCache(tmp_path / "c.sqlite")
+    raw = LLMLabeler("raw", BiasedBackend(), ["ham", "spam"], task=TASK, cache=cache).label(items)
+    assert (raw.votes == 0).all()  # the bias wins everywhere
+    cal = LLMLabeler("cal", BiasedBackend(), ["ham", "spam"], task=TASK, cache=cache,
+                     calibrate="contextual").label(items)
+    assert (cal.votes == truth).all() and np.allclose(cal.proba.sum(axis=1), 1)
+    assert cal.stats["cache_hits"] == 20  # the cache holds the raw answers; calibration is applied after
+    with pytest.raises(ValueError, match="calibrate"):
+        LLMLabeler("x", BiasedBackend(), ["ham", "spam"], task=TASK, calibrate="platt")

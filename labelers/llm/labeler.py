@@ -25,6 +25,7 @@ from prompts import PromptTemplate
 
 from .backend import Backend
 from .cache import CachedAnswer, LLMCache, cache_key
+from .calibration import ContextualCalibrator
 from .scoring import validate_verbalizers
 
 log = logging.getLogger("labelpipe")
@@ -67,7 +68,9 @@ class LLMLabeler:
     verbalizers: {class: [label words]}; examples: [{"text", "label"}] for few-shot templates;
     shots: how many examples per prompt (None = all); select: "fixed" (the first `shots`) or "similar"
     (per item, the `shots` examples nearest by `encoder` embedding, the nearest last);
-    abstain_below: vote -1 when the top class probability is below this (None = never);
+    calibrate: "none", or "contextual": divide out the labeler's label-word bias, estimated without gold
+    as its mean prediction over the labeled items (contextual calibration; the cache keeps raw answers);
+    abstain_below: vote -1 when the top (calibrated) class probability is below this (None = never);
     chunk_size: prompts per backend call and per cache write.
     """
 
@@ -75,7 +78,7 @@ class LLMLabeler:
                  task: str = "", verbalizers: dict | None = None, examples: list[dict] | None = None,
                  shots: int | None = None, select: str = "fixed", encoder: str = "default",
                  text_column: str = "text", max_chars: int | None = 1000, abstain_below: float | None = None,
-                 chunk_size: int = 64, cache: LLMCache | None = None):
+                 chunk_size: int = 64, cache: LLMCache | None = None, calibrate: str = "none"):
         self.name = name
         self.backend = backend
         self.classes = list(classes)
@@ -93,6 +96,9 @@ class LLMLabeler:
         if self.examples and not self.template.uses_examples:
             raise ValueError(f"labeler '{name}': examples given but template '{template}' does not show them")
         self.text_column = text_column
+        if calibrate not in ("none", "contextual"):
+            raise ValueError(f"calibrate must be 'none' or 'contextual', got '{calibrate}'")
+        self.calibrate = calibrate
         self.abstain_below = abstain_below
         self.chunk_size = chunk_size
         self.cache = cache
@@ -178,6 +184,8 @@ class LLMLabeler:
             a = found[key]
             proba[i], abstain[i] = (a.proba if len(a.proba) == k else 0.0), a.abstain or len(a.proba) != k
             raw.append(a.raw)
+        if self.calibrate == "contextual" and (~abstain).any():
+            proba = ContextualCalibrator().fit_transform(proba)
         votes = np.where(abstain, -1, proba.argmax(axis=1))
         if self.abstain_below is not None:
             votes[proba.max(axis=1) < self.abstain_below] = -1

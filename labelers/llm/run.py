@@ -58,7 +58,8 @@ def build_labelers(entries, classes: list[str], cache: LLMCache | None) -> list[
             labelers.append(LLMLabeler(e.name, backends[key], classes, template=e.template, task=e.task,
                                        verbalizers=e.verbalizers, examples=examples, shots=e.shots,
                                        select=e.select, encoder=e.encoder, max_chars=e.max_chars,
-                                       abstain_below=e.abstain_below, chunk_size=e.chunk_size, cache=cache))
+                                       abstain_below=e.abstain_below, chunk_size=e.chunk_size, cache=cache,
+                                       calibrate=e.calibrate))
         except ValueError as err:
             msg = str(err)
             raise ValueError(msg if msg.startswith("labeler") else f"labeler '{e.name}': {msg}") from None
