@@ -79,10 +79,6 @@ def encode_votes(votes: np.ndarray, n_classes: int, chunk: int = 65536) -> spars
     return sparse.csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(n, m * n_classes))
 
 
-def n_labelers(votes: np.ndarray) -> int:
-    return np.asarray(votes).shape[1]
-
-
 def coverage(x: sparse.csr_matrix) -> np.ndarray:
     """(N,) True where at least one labeler voted."""
     return np.diff(x.indptr) > 0
@@ -111,13 +107,28 @@ def check_class_prior(class_prior, n_classes: int) -> np.ndarray | None:
     return prior / prior.sum()
 
 
-def vote_counts(votes: np.ndarray, n_classes: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """(N, K) (weighted) count of votes per class; abstains are ignored. Hard (N, M) or soft (N, M, K)."""
-    x = encode_votes(votes, n_classes)
+def class_counts(x: sparse.csr_matrix, n_classes: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """(N, K) float64 (weighted) count of votes per class from encoded votes x (N, M*K); abstains add nothing."""
     m = x.shape[1] // n_classes
     weights = np.ones(m) if weights is None else np.asarray(weights, dtype=float)
     w = np.kron(weights[:, None], np.eye(n_classes))  # (M*K, K)
-    return np.asarray(x @ w, dtype=float)
+    return np.asarray(x @ w, dtype=np.float64)
+
+
+def vote_counts(votes: np.ndarray, n_classes: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """(N, K) (weighted) count of votes per class; abstains are ignored. Hard (N, M) or soft (N, M, K)."""
+    return class_counts(encode_votes(votes, n_classes), n_classes, weights)
+
+
+def gold_agreement(x: sparse.csr_matrix, gold: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(M,) soft count of votes equal to gold and (M,) count of votes, on the gold items (gold >= 0)."""
+    has = gold >= 0
+    onehot = np.eye(n_classes, dtype=np.float32)[gold[has]]
+    sub = x[np.flatnonzero(has)]
+    hits = np.asarray(sub.multiply(np.tile(onehot, (1, x.shape[1] // n_classes))).sum(axis=0))
+    hits = hits.reshape(-1, n_classes).sum(axis=1)
+    n = np.asarray(sub.sum(axis=0)).reshape(-1, n_classes).sum(axis=1)
+    return hits.astype(float), n.astype(float)
 
 
 def confusion_from_labels(votes: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -177,6 +188,16 @@ class LabelModel:
 
     def predict_proba(self, votes: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _start_fit(self, votes, n_classes, gold, class_prior):
+        """Check the fit inputs and set `n_classes_`, `n_labelers_`.
+
+        Returns x (N, M*K) encoded votes, gold (N,) int or None (no known label), prior (K,) or None.
+        """
+        k = check_n_classes(n_classes)
+        x = encode_votes(votes, k)
+        self.n_classes_, self.n_labelers_ = k, x.shape[1] // k
+        return x, check_gold(gold, x.shape[0], k), check_class_prior(class_prior, k)
 
     def predict(self, votes: np.ndarray) -> np.ndarray:
         """(N,) the most probable class; items no labeler covers get the prior's most frequent class."""

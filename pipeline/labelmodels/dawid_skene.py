@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (
-    LabelModel,
-    check_class_prior,
-    check_gold,
-    check_n_classes,
-    coverage,
-    encode_votes,
-    log_joint,
-    softmax_rows,
-)
+from .base import LabelModel, class_counts, coverage, encode_votes, log_joint, softmax_rows
 
 
 class DawidSkene(LabelModel):
@@ -54,18 +45,14 @@ class DawidSkene(LabelModel):
         self.prior_smoothing = prior_smoothing
 
     def fit(self, votes, n_classes, gold=None, class_prior=None):
-        k = check_n_classes(n_classes)
-        x = encode_votes(votes, k)
-        n, m = x.shape[0], x.shape[1] // k
-        self.n_classes_, self.n_labelers_ = k, m
-        gold = check_gold(gold, n, k)
-        fixed_prior = check_class_prior(class_prior, k)
+        x, gold, fixed_prior = self._start_fit(votes, n_classes, gold, class_prior)
+        n, k = x.shape[0], self.n_classes_
         covered = coverage(x)
         weight = np.ones(n, dtype=np.float32)
         if gold is not None:
             weight[gold >= 0] = self.gold_weight
         # initial posterior: majority-vote shares, the vote-share prior where nobody voted
-        shares = np.asarray(x @ np.tile(np.eye(k, dtype=np.float32), (m, 1)), dtype=np.float64)
+        shares = class_counts(x, k)
         prior0 = shares.sum(axis=0) + 1.0
         prior0 /= prior0.sum()
         totals = shares.sum(axis=1, keepdims=True)
@@ -105,12 +92,11 @@ class DawidSkene(LabelModel):
     def _m_step(self, x, post, weight, covered, fixed_prior) -> None:
         k, m = self.n_classes_, self.n_labelers_
         pw = (post * weight[:, None]).astype(np.float32)
-        counts = np.asarray(x.T @ pw, dtype=np.float64).reshape(m, k, k).transpose(0, 2, 1)  # (M, true, vote)
-        counts += self.smoothing + self.diagonal * np.eye(k)[None]
+        seen = np.asarray(x.T @ pw, dtype=np.float64).reshape(m, k, k).transpose(0, 2, 1)  # (M, true, vote)
+        counts = seen + self.smoothing + self.diagonal * np.eye(k)[None]
         if self.abstain == "model":
             mass = pw.sum(axis=0, dtype=np.float64)  # (K,) posterior mass per true class
-            abst = np.clip(mass[None, :] - (counts - self.smoothing - self.diagonal * np.eye(k)).sum(axis=2), 0,
-                           None) + self.smoothing
+            abst = np.clip(mass[None, :] - seen.sum(axis=2), 0, None) + self.smoothing
             total = counts.sum(axis=2) + abst
             self.abstain_rate_ = abst / total
             self.vote_rate_ = counts / total[:, :, None]  # P(vote = l | true = k), abstain included in the total

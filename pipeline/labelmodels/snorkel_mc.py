@@ -5,15 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, sparse
 
-from .base import (
-    LabelModel,
-    check_class_prior,
-    check_gold,
-    check_n_classes,
-    encode_votes,
-    log_joint,
-    softmax_rows,
-)
+from .base import LabelModel, class_counts, encode_votes, log_joint, softmax_rows
 
 
 class MatrixCompletion(LabelModel):
@@ -61,13 +53,8 @@ class MatrixCompletion(LabelModel):
         self.clip = clip
 
     def fit(self, votes, n_classes, gold=None, class_prior=None):
-        k = check_n_classes(n_classes)
-        x = encode_votes(votes, k)
-        n, mk = x.shape
-        m = mk // k
-        self.n_classes_, self.n_labelers_ = k, m
-        gold = check_gold(gold, n, k)
-        fixed = check_class_prior(class_prior, k)
+        x, gold, fixed = self._start_fit(votes, n_classes, gold, class_prior)
+        (n, mk), k, m = x.shape, self.n_classes_, self.n_labelers_
         xd = x.astype(np.float64)
         o = (xd.T @ xd).tocoo()
         off = (o.row // k) != (o.col // k)  # co-occurrence of different labelers only
@@ -75,7 +62,7 @@ class MatrixCompletion(LabelModel):
         o_sq = float((o_off.data ** 2).sum())
         d = np.asarray(xd.sum(axis=0)).ravel() / max(n, 1)
         # start: the confusion of each labeler against the majority-vote shares
-        shares = np.asarray(x @ np.tile(np.eye(k, dtype=np.float32), (m, 1)), dtype=np.float64)
+        shares = class_counts(x, k)
         tot = shares.sum(axis=1, keepdims=True)
         post = np.where(tot > 0, shares / np.maximum(tot, 1e-12), 0.0)
         prior = fixed

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import LabelModel, check_class_prior, check_gold, check_n_classes, encode_votes
+from .base import LabelModel, encode_votes, gold_agreement
 
 
-def _require_gold(gold, n: int, k: int) -> np.ndarray:
-    gold = check_gold(gold, n, k)
+def _require_gold(gold: np.ndarray | None) -> np.ndarray:
     if gold is None:
         raise ValueError("this model is trained on gold labels: pass gold with at least one known label")
     return gold
@@ -27,13 +26,10 @@ class VoteStacker(LabelModel):
     def fit(self, votes, n_classes, gold=None, class_prior=None):
         from sklearn.linear_model import LogisticRegression
 
-        k = check_n_classes(n_classes)
-        x = encode_votes(votes, k)
-        gold = _require_gold(gold, x.shape[0], k)
-        self.n_classes_, self.n_labelers_ = k, x.shape[1] // k
+        x, gold, fixed = self._start_fit(votes, n_classes, gold, class_prior)
+        gold, k = _require_gold(gold), self.n_classes_
         has = np.flatnonzero(gold >= 0)
         counts = np.bincount(gold[has], minlength=k) + 1.0
-        fixed = check_class_prior(class_prior, k)
         self.class_prior_ = fixed if fixed is not None else counts / counts.sum()
         self.seen_ = np.unique(gold[has])
         self.model_ = None
@@ -59,20 +55,12 @@ class BestLabeler(LabelModel):
     the lower index), smoothed by one hit and one miss; where it abstains, the gold prior's top class."""
 
     def fit(self, votes, n_classes, gold=None, class_prior=None):
-        k = check_n_classes(n_classes)
-        x = encode_votes(votes, k)
-        gold = _require_gold(gold, x.shape[0], k)
-        self.n_classes_, m = k, x.shape[1] // k
-        self.n_labelers_ = m
-        has = np.flatnonzero(gold >= 0)
-        sub = x[has]
-        onehot = np.eye(k, dtype=np.float32)[gold[has]]
-        hits = np.asarray(sub.multiply(np.tile(onehot, (1, m))).sum(axis=0)).reshape(m, k).sum(axis=1)
-        tot = np.asarray(sub.sum(axis=0)).reshape(m, k).sum(axis=1)
+        x, gold, fixed = self._start_fit(votes, n_classes, gold, class_prior)
+        gold, k = _require_gold(gold), self.n_classes_
+        hits, tot = gold_agreement(x, gold, k)
         self.accuracy_ = (hits + 1) / (tot + 2)
         self.labeler_ = int(np.lexsort((-tot, -self.accuracy_))[0])
-        counts = np.bincount(gold[has], minlength=k) + 1.0
-        fixed = check_class_prior(class_prior, k)
+        counts = np.bincount(gold[gold >= 0], minlength=k) + 1.0
         self.class_prior_ = fixed if fixed is not None else counts / counts.sum()
         return self
 

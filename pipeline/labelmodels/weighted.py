@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
 
-from .base import (
-    LabelModel,
-    check_class_prior,
-    check_gold,
-    check_n_classes,
-    encode_votes,
-    one_coin_confusion,
-)
+from .base import LabelModel, class_counts, encode_votes, gold_agreement, one_coin_confusion, softmax_rows
 
 
 def accuracy_weights(accuracy: np.ndarray, n_classes: int) -> np.ndarray:
     """(M,) log-odds weight log((K-1) a / (1 - a)) of labelers with accuracy a: 0 at chance, < 0 below."""
     a = np.clip(accuracy, 1e-3, 1 - 1e-3)
     return np.log((n_classes - 1) * a / (1 - a))
-
-
-def gold_agreement(x, gold: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(M,) soft count of votes equal to gold and (M,) count of votes, on the gold items."""
-    has = gold >= 0
-    onehot = np.eye(n_classes, dtype=np.float32)[gold[has]]
-    sub = x[np.flatnonzero(has)]
-    hits = np.asarray(sub.multiply(np.tile(onehot, (1, x.shape[1] // n_classes))).sum(axis=0))
-    hits = hits.reshape(-1, n_classes).sum(axis=1)
-    n = np.asarray(sub.sum(axis=0)).reshape(-1, n_classes).sum(axis=1)
-    return hits.astype(float), n.astype(float)
 
 
 class WeightedMajorityVote(LabelModel):
@@ -47,13 +28,9 @@ class WeightedMajorityVote(LabelModel):
         self.gold_weight = gold_weight
 
     def fit(self, votes, n_classes, gold=None, class_prior=None):
-        k = check_n_classes(n_classes)
-        x = encode_votes(votes, k)
-        n, m = x.shape[0], x.shape[1] // k
-        self.n_classes_, self.n_labelers_ = k, m
-        gold = check_gold(gold, n, k)
-        fixed = check_class_prior(class_prior, k)
-        counts = np.asarray(x @ np.tile(np.eye(k, dtype=np.float32), (m, 1)), dtype=float)  # (N, K)
+        x, gold, fixed = self._start_fit(votes, n_classes, gold, class_prior)
+        k, m = self.n_classes_, self.n_labelers_
+        counts = class_counts(x, k)
         self.class_prior_ = fixed if fixed is not None else (counts.sum(0) + 1) / (counts.sum() + k)
         g_hits, g_n = gold_agreement(x, gold, k) if gold is not None else (np.zeros(m), np.zeros(m))
         hits, tot = np.zeros(m), np.zeros(m)
@@ -78,5 +55,4 @@ class WeightedMajorityVote(LabelModel):
     def predict_proba(self, votes):
         """(N, K) softmax of the weighted votes plus the log prior."""
         self._check_labelers(votes)
-        s = self._scores(encode_votes(votes, self.n_classes_))
-        return np.exp(s - logsumexp(s, axis=1, keepdims=True))
+        return softmax_rows(self._scores(encode_votes(votes, self.n_classes_)))
