@@ -167,6 +167,45 @@ READERS = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet, "hf
            "wrench": _read_wrench}
 
 
+TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Rows of a CSV / TSV / JSONL / Parquet file (CSV and TSV cells as strings); InputError naming the file
+    (and row) for an unknown type, a missing, empty or malformed file, or one without rows."""
+    path = Path(path)
+    fmt = TABLE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(path, f"unknown file type '{path.suffix}'; use .csv, .tsv, .jsonl or .parquet")
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty")
+    try:
+        if fmt in ("csv", "tsv"):
+            frame = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False)
+        elif fmt == "jsonl":
+            rows = []
+            with path.open(encoding="utf-8") as fh:
+                for rowno, line in enumerate(fh, start=1):
+                    if line.strip():
+                        try:
+                            obj = json.loads(line)
+                        except json.JSONDecodeError as err:
+                            raise InputError(path, f"malformed JSON: {err.msg}", row=rowno) from None
+                        if not isinstance(obj, dict):
+                            raise InputError(path, "expected a JSON object", row=rowno)
+                        rows.append(obj)
+            frame = pd.DataFrame(rows)
+        else:
+            frame = pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise InputError(path, "file is empty") from None
+    if frame.empty:
+        raise InputError(path, "file has no rows")
+    return frame
+
+
 def _is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 

@@ -6,12 +6,12 @@ Reads CSV / JSONL / Parquet, writes the same rows with `pred` (class name), `con
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .data import read_table
 from .errors import InputError, LabelpipeError
 from .train import MODEL_META, load_trained, predict_proba
 
@@ -37,39 +37,6 @@ def _format(path: Path) -> str:
     return fmt
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Rows of a CSV / JSONL / Parquet file; clear errors for a missing, empty or malformed file."""
-    path = Path(path)
-    fmt = _format(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise InputError(path, "file is empty")
-    try:
-        if fmt == "csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        elif fmt == "jsonl":
-            rows = []
-            with path.open(encoding="utf-8") as fh:
-                for rowno, line in enumerate(fh, start=1):
-                    if line.strip():
-                        try:
-                            obj = json.loads(line)
-                        except json.JSONDecodeError as err:
-                            raise InputError(path, f"malformed JSON: {err.msg}", row=rowno) from None
-                        if not isinstance(obj, dict):
-                            raise InputError(path, "expected a JSON object", row=rowno)
-                        rows.append(obj)
-            frame = pd.DataFrame(rows)
-        else:
-            frame = pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        raise InputError(path, "file is empty") from None
-    if frame.empty:
-        raise InputError(path, "file has no rows")
-    return frame
-
-
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     path = Path(path)
     fmt = _format(path)
@@ -91,6 +58,7 @@ def predict_file(model: str | Path, input_path: str | Path, output_path: str | P
     Input errors (missing text column, empty texts, empty file) are raised before the model loads.
     """
     _format(Path(output_path))
+    _format(Path(input_path))  # csv / jsonl / parquet in, the same out
     frame = read_table(input_path)
     if text_column not in frame.columns:
         raise InputError(input_path, f"text column not found; columns are: {', '.join(map(str, frame.columns))} "

@@ -146,7 +146,7 @@ def gold_seed_labels(items: pd.DataFrame, classes: list[str], n_valid: int, gold
                      seed: int) -> np.ndarray | None:
     """(N,) gold labels given to the label model (-1 = not given), or None: `n_valid` seeded valid-split items
     with gold, plus the items listed in `gold_path` (id, label). Unknown ids or labels are errors."""
-    from .data import to_class_index
+    from .data import read_table, to_class_index
 
     gold = np.full(len(items), -1, dtype=np.int64)
     if n_valid:
@@ -157,7 +157,7 @@ def gold_seed_labels(items: pd.DataFrame, classes: list[str], n_valid: int, gold
         gold[chosen] = items["gold"].to_numpy()[chosen]
     if gold_path:
         path = Path(gold_path)
-        frame = pd.read_json(path, lines=True, dtype=False) if path.suffix == ".jsonl" else pd.read_csv(path, dtype=str)
+        frame = read_table(path)
         if not {"id", "label"} <= set(frame.columns):
             raise ValueError(f"{path}: the gold file needs columns id and label, has {list(frame.columns)}")
         index = {str(v): i for i, v in enumerate(items["id"].astype(str))}

@@ -242,3 +242,19 @@ def test_contextual_calibration_divides_out_the_label_word_bias(tmp_path):
     assert cal.stats["cache_hits"] == 20  # the cache holds the raw answers; calibration is applied after
     with pytest.raises(ValueError, match="calibrate"):
         LLMLabeler("x", BiasedBackend(), ["ham", "spam"], task=TASK, calibrate="platt")
+
+
+def test_examples_file_reads_names_and_indices_and_names_bad_rows(tmp_path):
+    from labelers.llm.run import read_examples
+    from pipeline.errors import InputError
+
+    good = tmp_path / "pool.csv"
+    good.write_text("text,label\nbuy now,spam\nnice song,0\n")
+    assert read_examples(str(good), ["ham", "spam"]) == [{"text": "buy now", "label": "spam"},
+                                                          {"text": "nice song", "label": "ham"}]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a", "label": "ham"}\n{"text": "b", "label": "eggs"}\n')
+    with pytest.raises(ValueError, match="row 2, field label: 'eggs'"):
+        read_examples(str(bad), ["ham", "spam"])
+    with pytest.raises(InputError, match="file not found"):
+        read_examples(str(tmp_path / "missing.csv"), ["ham", "spam"])

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+from pipeline.data import read_table, to_class_index
 
 from . import make_backend
 from .cache import LLMCache
@@ -15,27 +15,17 @@ from .labeler import LabelerResult, LLMLabeler
 
 def read_examples(path: str, classes: list[str]) -> list[dict]:
     """Few-shot pool from a csv / jsonl / parquet file with columns text, label (class name or index)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"examples_file not found: {path}")
-    if p.suffix == ".parquet":
-        frame = pd.read_parquet(p)
-    elif p.suffix in (".jsonl", ".json"):
-        frame = pd.read_json(p, lines=p.suffix == ".jsonl")
-    else:
-        frame = pd.read_csv(p)
+    frame = read_table(path)
     missing = {"text", "label"} - set(frame.columns)
     if missing:
         raise ValueError(f"examples_file {path}: missing column(s) {', '.join(sorted(missing))}")
     out = []
     for i, row in enumerate(frame.itertuples(index=False)):
-        label = row.label
-        if isinstance(label, (int, np.integer)) and 0 <= label < len(classes):
-            label = classes[label]
-        if label not in classes:
-            raise ValueError(f"examples_file {path}, row {i + 1}, field label: '{label}' is not one of "
+        k = to_class_index(row.label, classes)
+        if k is None or k < 0:
+            raise ValueError(f"examples_file {path}, row {i + 1}, field label: '{row.label}' is not one of "
                              f"{', '.join(classes)}")
-        out.append({"text": str(row.text), "label": label})
+        out.append({"text": str(row.text), "label": classes[k]})
     return out
 
 

@@ -7,7 +7,6 @@ Everything becomes an `AuditData`: votes (N, M) int with -1 = abstain, gold (N,)
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data import read_table
 from ..errors import InputError
 
 ABSTAIN = {"", "?", "-1", "abstain", "none", "nan", "null", "n/a"}
@@ -52,40 +52,6 @@ def _norm(value) -> str | None:
     return None if text.lower() in ABSTAIN else text
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise InputError(path, "file not found")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in {".csv", ".tsv"}:
-            if path.stat().st_size == 0:
-                raise InputError(path, "file is empty")
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-        elif suffix in {".jsonl", ".ndjson"}:
-            records = []
-            with path.open(encoding="utf-8") as fh:
-                for rowno, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise InputError(path, f"malformed JSON: {err.msg}", row=rowno) from None
-                    if not isinstance(obj, dict):
-                        raise InputError(path, "expected a JSON object", row=rowno)
-                    records.append(obj)
-            frame = pd.DataFrame.from_records(records)
-        elif suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            raise InputError(path, f"unknown file type '{suffix}'; use csv, tsv, jsonl or parquet")
-    except pd.errors.EmptyDataError:
-        raise InputError(path, "file is empty") from None
-    if len(frame) == 0:
-        raise InputError(path, "file has no rows")
-    return frame
-
-
 def _pick(frame: pd.DataFrame, given: str | None, candidates: tuple[str, ...], path: Path, what: str) -> str | None:
     if given is not None:
         if given not in frame.columns:
@@ -109,7 +75,7 @@ def load_annotations(path: str | Path, *, item_col: str | None = None, annotator
     Raises InputError naming the file / row / field for missing columns, conflicting gold, no annotators.
     """
     path = Path(path)
-    frame = _read_table(path)
+    frame = read_table(path)
     if layout not in {"auto", "long", "wide"}:
         raise ValueError(f"layout must be auto, long or wide, got '{layout}'")
     ann_col = _pick(frame, annotator_col, ("annotator", "judge", "labeler", "rater"), path, "annotator")
@@ -211,7 +177,7 @@ def attach_gold(data: AuditData, path: str | Path, item_col: str | None = None,
                 gold_col: str | None = None) -> AuditData:
     """Add gold labels from a separate file (`item, gold`). Unknown items or classes raise InputError."""
     path = Path(path)
-    frame = _read_table(path)
+    frame = read_table(path)
     id_c = _pick(frame, item_col, ID_COLUMNS, path, "item")
     g_c = _pick(frame, gold_col, GOLD_COLUMNS + LABEL_COLUMNS, path, "gold")
     if id_c is None or g_c is None:
