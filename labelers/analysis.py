@@ -17,21 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
-def check_votes(votes, n_classes: int | None = None) -> np.ndarray:
-    """`votes` as an (N, M) int64 array; ValueError when it is not 2-D or holds values outside [-1, K-1]."""
-    arr = np.asarray(votes)
-    if arr.ndim != 2:
-        raise ValueError(f"votes must be a 2-D array (items x labelers), got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not np.array_equal(arr, np.round(arr)):
-            raise ValueError("votes must be class indices (integers), -1 for abstain")
-    arr = arr.astype(np.int64)
-    if arr.size and arr.min() < -1:
-        raise ValueError(f"votes hold {arr.min()}; use -1 for abstain and 0..K-1 for classes")
-    if n_classes is not None and arr.size and arr.max() >= n_classes:
-        raise ValueError(f"votes hold class {arr.max()}, but there are only {n_classes} classes (0..{n_classes - 1})")
-    return arr
+from pipeline.labelmodels.base import check_votes
 
 
 def _n_votes(votes: np.ndarray) -> np.ndarray:

@@ -88,7 +88,7 @@ def test_bad_input():
         lf_coverages(np.array([0, 1, -1]))
     with pytest.raises(ValueError, match="use -1 for abstain"):
         lf_coverages(np.array([[0, -2]]))
-    with pytest.raises(ValueError, match="class 2, but there are only 2 classes"):
+    with pytest.raises(ValueError, match=r"vote 2 of labeler 1 on item 0 is outside the class range \[0, 2\)"):
         lf_summary(np.array([[0, 2]]), classes=["a", "b"])
     with pytest.raises(ValueError, match="gold has 2 labels for 5 items"):
         lf_empirical_accuracies(L, [0, 1])

@@ -14,11 +14,11 @@ def check_n_classes(n_classes: int) -> int:
     return int(n_classes)
 
 
-def check_votes(votes: np.ndarray, n_classes: int) -> np.ndarray:
-    """Validate hard votes (N, M) int in [-1, K). Returns them as int64."""
+def check_votes(votes: np.ndarray, n_classes: int | None = None) -> np.ndarray:
+    """Validate hard votes (N, M) int, -1 = abstain, classes in [0, n_classes) when given. Returns int64."""
     votes = np.asarray(votes)
     if votes.ndim != 2:
-        raise ValueError(f"votes must be a 2-d (items x labelers) array, got shape {votes.shape}")
+        raise ValueError(f"votes must be a 2-D (items x labelers) array, got shape {votes.shape}")
     if votes.size and not np.issubdtype(votes.dtype, np.integer):
         if not np.all(np.equal(np.mod(votes, 1), 0)):
             raise ValueError("votes must be integer class indices (-1 = abstain)")
@@ -27,12 +27,14 @@ def check_votes(votes: np.ndarray, n_classes: int) -> np.ndarray:
     return votes
 
 
-def _check_range(votes: np.ndarray, n_classes: int) -> None:
-    if votes.size and (votes.min() < -1 or votes.max() >= n_classes):
-        bad = (votes < -1) | (votes >= n_classes)
+def _check_range(votes: np.ndarray, n_classes: int | None) -> None:
+    high = np.inf if n_classes is None else n_classes
+    if votes.size and (votes.min() < -1 or votes.max() >= high):
+        bad = (votes < -1) | (votes >= high)
         i, j = np.argwhere(bad)[0]
+        allowed = "0, 1, ..." if n_classes is None else f"[0, {n_classes})"
         raise ValueError(f"vote {votes[i, j]} of labeler {j} on item {i} is outside the class range "
-                         f"[0, {n_classes}) (use -1 for abstain)")
+                         f"{allowed} (use -1 for abstain)")
 
 
 def check_soft_votes(votes: np.ndarray, n_classes: int) -> np.ndarray:
