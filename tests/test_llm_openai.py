@@ -21,9 +21,9 @@ from labelers.llm.openai_backend import (
     OpenAIBackend,
     _retry_after,
     normalize_token,
-    parse_answer,
     proba_from_top_logprobs,
 )
+from labelers.llm.scoring import parse_answer
 
 KEY = "sk-SENTINEL-7f3a9c1e5b2d4f60a8e1"
 VERB = [["ham"], ["spam"]]
@@ -126,13 +126,13 @@ def fast(url: str, **kw) -> OpenAIBackend:
 
 
 def test_parse_answer_first_word_whole_words_case_insensitive():
-    assert parse_answer("The answer is SPAM.", VERB) == 1
-    assert parse_answer("ham, not spam", VERB) == 0
-    assert parse_answer("hamster spammer", VERB) is None
-    assert parse_answer("I cannot tell", VERB) is None
+    assert parse_answer("The answer is SPAM.", VERB, anywhere=True) == 1
+    assert parse_answer("ham, not spam", VERB, anywhere=True) == 0
+    assert parse_answer("hamster spammer", VERB, anywhere=True) == -1
+    assert parse_answer("I cannot tell", VERB, anywhere=True) == -1
     # the longest word wins at one position; a word of two classes is ambiguous and skipped
-    assert parse_answer("very positive", [["positive"], ["very positive"]]) == 1
-    assert parse_answer("yes ok", [["yes", "ok"], ["yes", "no"]]) == 0
+    assert parse_answer("very positive", [["positive"], ["very positive"]], anywhere=True) == 1
+    assert parse_answer("yes ok", [["yes", "ok"], ["yes", "no"]], anywhere=True) == 0
 
 
 def test_proba_from_top_logprobs_maps_prefix_tokens_and_renormalizes():

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ import httpx
 import numpy as np
 
 from .backend import Backend, LLMOutput
+from .scoring import parse_answer
 
 log = logging.getLogger("labelpipe.llm.openai")
 
@@ -57,28 +57,6 @@ class _Result:
 def normalize_token(token: str) -> str:
     """Lower-case `token` with surrounding whitespace, quotes and punctuation removed ("" when nothing is left)."""
     return token.strip(_STRIP).lower()
-
-
-def parse_answer(text: str, verbalizers: list[list[str]]) -> int | None:
-    """Class index of the first label word found in `text` (case-insensitive, whole words), or None.
-
-    verbalizers: K lists of label words. At one position the longest matching word wins; a word that
-    belongs to two classes is ambiguous there and is skipped.
-    """
-    best: tuple[int, int, int] | None = None  # (start, -length, class)
-    owners: dict[str, set[int]] = {}
-    for k, words in enumerate(verbalizers):
-        for w in words:
-            owners.setdefault(w.strip().lower(), set()).add(k)
-    for word, classes in owners.items():
-        if not word or len(classes) > 1:
-            continue
-        m = re.search(r"(?<!\w)" + re.escape(word) + r"(?!\w)", text, flags=re.IGNORECASE)
-        if m:
-            cand = (m.start(), -len(word), next(iter(classes)))
-            if best is None or cand < best:
-                best = cand
-    return None if best is None else best[2]
 
 
 def proba_from_top_logprobs(top: dict[str, float], verbalizers: list[list[str]]) -> np.ndarray | None:
@@ -376,8 +354,8 @@ class OpenAIBackend(Backend):
             if proba is not None and mass >= self.min_label_mass:
                 return _Result(proba, raw, None, pt, ct, "logprobs", attempts, mass)
             break
-        cls = parse_answer(text, verbalizers)
-        if cls is None:
+        cls = parse_answer(text, verbalizers, anywhere=True)
+        if cls < 0:
             return _Result(None, raw, None, pt, ct, "", attempts)
         proba = np.zeros(len(verbalizers))
         proba[cls] = 1.0

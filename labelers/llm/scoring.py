@@ -46,16 +46,29 @@ def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
     return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(a - m), axis=axis))
 
 
-def parse_answer(text: str, verbalizers: list[list[str]]) -> int:
-    """The class whose label word the answer starts with (case-insensitive, after punctuation), or -1."""
-    t = re.sub(r"^[\s\"'`*:\-\[\(]+", "", text or "").lower()
-    best, best_len = -1, 0
+def parse_answer(text: str | None, verbalizers: list[list[str]], anywhere: bool = False) -> int:
+    """Class index of the label word that opens `text` (case-insensitive, whole words), or -1.
+
+    Leading blanks, quotes and punctuation are skipped. With `anywhere`, the first label word found
+    anywhere in the text counts ("The answer is spam."). At one position the longest word wins; a word
+    that belongs to two classes is ambiguous and skipped.
+    """
+    text = text or ""
+    owners: dict[str, set[int]] = {}
     for k, words in enumerate(verbalizers):
         for w in words:
-            wl = w.lower()
-            if t.startswith(wl) and len(wl) > best_len and (len(t) == len(wl) or not t[len(wl)].isalnum()):
-                best, best_len = k, len(wl)
-    return best
+            owners.setdefault(w.strip().lower(), set()).add(k)
+    best: tuple[int, int, int] | None = None  # (start, -length, class)
+    for word, classes in owners.items():
+        if not word or len(classes) > 1:
+            continue
+        m = re.search(r"(?<!\w)" + re.escape(word) + r"(?!\w)", text, flags=re.IGNORECASE)
+        if m and (best is None or (m.start(), -len(word)) < best[:2]):
+            best = (m.start(), -len(word), next(iter(classes)))
+    if best is None:
+        return -1
+    opening = len(re.match(r"[\s\"'`*:\-\[\(]*", text).group())
+    return best[2] if anywhere or best[0] == opening else -1
 
 
 def output_from_answers(texts: list[str], verbalizers: list[list[str]], prompt_tokens: int = 0,
