@@ -11,6 +11,7 @@ Both sets have gold for every item, so each estimate is compared with the truth:
   gold) and gold_only_ci_* (the gold subset alone).
 
     python benchmarks/audit.py --json runs/bench-audit.json [--subsets 200] [--method dawid_skene]
+    python benchmarks/audit.py --datasets babe-2shot,babe-8shot-cot --seed 1000 --subsets 40   # development
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ sys.path.insert(0, str(ROOT))
 from pipeline.audit import core, load_annotations, stats  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
-SETS = {"llmbar": DATA / "judge/llmbar/llmbar.jsonl", "babe": DATA / "llm/babe/zero-shot.csv"}
+SETS = {"llmbar": DATA / "judge/llmbar/llmbar.jsonl", "babe": DATA / "llm/babe/zero-shot.csv",
+        # development sets (same format as `babe`, other prompts): tune on these, not on the benchmark's own
+        "babe-2shot": DATA / "llm/babe/2-shot.csv", "babe-8shot-cot": DATA / "llm/babe/8-shot-CoT.csv"}
 
 
 def true_accuracy(votes: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -51,9 +54,9 @@ def flag_precision(data, proba, y, exclude: np.ndarray, knn=None, top: int = 50)
     return float((majority[idx] != y[idx]).mean()) if len(idx) else float("nan")
 
 
-def bench_dataset(name: str, method: str, subsets: int, n_gold: int, seed: int, neighbors: bool,
-                  stack: bool = True) -> list[dict]:
-    data = load_annotations(SETS[name])
+def bench_dataset(name: str, path: Path, method: str, subsets: int, n_gold: int, seed: int, neighbors: bool,
+                  stack: bool = True, sharpen: bool = True) -> list[dict]:
+    data = load_annotations(path)
     y = data.gold.copy()
     votes, k = data.votes, len(data.classes)
     n = len(y)
@@ -86,14 +89,16 @@ def bench_dataset(name: str, method: str, subsets: int, n_gold: int, seed: int, 
     naive = stats.naive_proportion(proba0.argmax(axis=1) == positive)
     truth = float((y == positive).mean())
 
-    mae, mae_gold_only, prec, cover, width, g_cover, g_width = [], [], [], [], [], [], []
+    mae, mae_gold_only, prec, cover, width, g_cover, g_width, temps = [], [], [], [], [], [], [], []
     rng = np.random.default_rng(seed)
     for s in range(subsets):
         labeled = np.zeros(n, bool)
         labeled[rng.choice(n, n_gold, replace=False)] = True
         gold = np.where(labeled, y, -1)
         proba, oof, posterior = core.gold_posterior(method, votes, proba0, gold, folds=5, seed=seed + s,
-                                                    stack=stack)
+                                                    stack=stack, sharpen=sharpen)
+        temps.append(float(posterior.split("temperature ")[1].rstrip(")")) if "temperature" in posterior else 1.0)
+        posterior = posterior.split(" (temperature")[0]
         est = core.corrected_accuracy(votes, proba, oof, gold)
         mae.append(np.nanmean([abs(e.estimate - a) if e else np.nan for e, a in zip(est, acc)]))
         gold_only = np.array([(votes[labeled & (votes[:, j] >= 0), j] == y[labeled & (votes[:, j] >= 0)]).mean()
@@ -115,6 +120,7 @@ def bench_dataset(name: str, method: str, subsets: int, n_gold: int, seed: int, 
     add("naive_ci_width", 0, naive.width)
     add("gold_only_ci_coverage", n_gold, np.mean(g_cover), "anchor: gold items only")
     add("gold_only_ci_width", n_gold, np.mean(g_width), "anchor: gold items only")
+    add("stacker_temperature_mean", n_gold, np.mean(temps))
     print(f"{name}: {n} items, {votes.shape[1]} annotators, method {method}, true positive share {truth:.3f}, "
           f"naive {naive.estimate:.3f}; {subsets} subsets in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return rows
@@ -123,25 +129,28 @@ def bench_dataset(name: str, method: str, subsets: int, n_gold: int, seed: int, 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", type=Path, help="write the results here")
-    ap.add_argument("--datasets", default="llmbar,babe")
+    ap.add_argument("--datasets", default="llmbar,babe", help=f"comma-separated, from {', '.join(SETS)}, or paths")
     ap.add_argument("--method", default=None, help="label model (default: the audit's default)")
     ap.add_argument("--subsets", type=int, default=200)
     ap.add_argument("--gold", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-neighbors", action="store_true", help="skip kNN neighbour evidence (BABE text)")
     ap.add_argument("--no-stack", action="store_true", help="with gold, use the label model, not the stacker")
+    ap.add_argument("--no-sharpen", action="store_true", help="no temperature on the stacker's posterior")
     args = ap.parse_args(argv)
     method = args.method or core.default_method()
     results = []
     for name in args.datasets.split(","):
-        if not SETS[name].exists():
-            print(f"skip {name}: {SETS[name]} not found", file=sys.stderr)
+        path = SETS.get(name, Path(name))
+        if not path.exists():
+            print(f"skip {name}: {path} not found", file=sys.stderr)
             continue
-        results += bench_dataset(name, method, args.subsets, args.gold, args.seed,
-                                 neighbors=not args.no_neighbors and name == "babe", stack=not args.no_stack)
+        results += bench_dataset(name, path, method, args.subsets, args.gold, args.seed,
+                                 neighbors=not args.no_neighbors and name.startswith("babe"), stack=not args.no_stack,
+                                 sharpen=not args.no_sharpen)
     print(f"{'dataset':8} {'metric':24} {'gold':>4}  {'value':>7}  method")
     for r in results:
-        print(f"{r['dataset']:8} {r['metric']:24} {r['gold_items']:>4}  {r['value']:7.3f}  {r['method']}")
+        print(f"{r['dataset']:8} {r['metric']:24} {r['gold_items']:>4}  {r['value']:7.4f}  {r['method']}")
     for name in {r["dataset"] for r in results}:
         rows = [r for r in results if r["dataset"] == name]
         get = {(r["metric"], r["gold_items"], r["method"].startswith("anchor")): r["value"] for r in rows}

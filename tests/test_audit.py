@@ -99,6 +99,39 @@ def test_shrinkage_pulls_noisy_corrections_toward_their_mean():
     assert np.allclose(exact, noisy)
 
 
+def test_sharpening_temperature_undoes_underconfidence_only():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1.5, 3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-2 * z))).astype(int)  # true logit 2z
+    soft = np.stack([1 / (1 + np.exp(z)), 1 / (1 + np.exp(-z))], axis=1)  # predicted logit z: underconfident
+    t = stats.sharpening_temperature(soft, y)
+    assert t == pytest.approx(2.0, abs=0.25)
+    sharp = stats.apply_temperature(soft, t)
+    assert np.allclose(sharp.sum(axis=1), 1) and np.allclose(np.log(sharp[:, 1] / sharp[:, 0]), t * z)
+    over = stats.apply_temperature(soft, 4.0)  # overconfident predictions are left alone (sharpen-only)
+    assert stats.sharpening_temperature(over, y) == 1.0
+    assert np.allclose(stats.apply_temperature(soft, 1.0), soft)
+    assert stats.sharpening_temperature(soft[:1], y[:1]) == 1.0
+
+
+def test_corrected_accuracy_counts_gold_items_exactly():
+    """A useless posterior (0.5 everywhere) and gold on 90 of 100 items: only 10 items are estimated."""
+    from pipeline.audit.core import corrected_accuracy
+
+    y, votes = simulate(n=100, abstain=0.0, seed=4)
+    gold = y.copy()
+    gold[90:] = -1
+    proba = np.full((100, 2), 0.5)
+    oof = np.where((gold >= 0)[:, None], proba, np.nan)
+    est = corrected_accuracy(votes, proba, oof, gold)
+    truth = (votes == y[:, None]).mean(axis=0)
+    for j, iv in enumerate(est):  # exact on the 90 gold items, so at most 10% of the items can be off
+        assert iv.low <= iv.estimate <= iv.high
+        assert abs(iv.estimate - truth[j]) <= 0.1 + 1e-9
+    # the corrections are shrunk toward their mean, which alone would pull the best annotator (0.9) far down
+    assert abs(est[0].estimate - truth[0]) < 0.05
+
+
 def test_position_bias_counts_flips_and_first_position():
     first = np.array([0, 0, 1, 1, 0, -1])
     swapped = np.array([0, 1, 1, 0, 1, 1])
@@ -258,7 +291,35 @@ def test_stacker_learns_whom_to_trust_from_gold():
     idx = rng.choice(n, 40, replace=False)
     gold[idx] = y[idx]
     base = _fit("majority", votes, 2, None, 0)
-    full, oof = stacked_proba(votes, base, gold)
+    full, oof, t = stacked_proba(votes, base, gold)
     assert np.allclose(full.sum(axis=1), 1) and np.isnan(oof[gold < 0]).all() and not np.isnan(oof[idx]).any()
     rest = gold < 0
     assert (full[rest].argmax(axis=1) == y[rest]).mean() > 0.85 > (base[rest].argmax(axis=1) == y[rest]).mean()
+    assert t >= 1.0
+
+
+def test_temperature_sharpens_an_underconfident_stacker():
+    """20 correlated judges fooled on 40% of the items, 6 good ones: with 50 gold items the L2 stacker hedges;
+    the sharpen-only temperature, fitted on its cross-fitted rows, halves its Brier score on the other items."""
+    from pipeline.audit.core import _fit, stacked_proba
+
+    rng = np.random.default_rng(0)
+    n = 600
+    y = rng.integers(0, 2, n)
+    trap = rng.random(n) < 0.4
+    crowd = [np.where(rng.random(n) < 0.85, np.where(trap, 1 - y, y), np.where(trap, y, 1 - y)) for _ in range(20)]
+    good = [np.where(rng.random(n) < 0.85, y, 1 - y) for _ in range(6)]
+    votes = np.stack(crowd + good, axis=1)
+    gold = np.full(n, -1)
+    idx = rng.choice(n, 50, replace=False)
+    gold[idx] = y[idx]
+    base = _fit("majority", votes, 2, None, 0)
+    sharp, sharp_oof, t = stacked_proba(votes, base, gold)
+    plain, plain_oof, t1 = stacked_proba(votes, base, gold, sharpen=False)
+    assert t1 == 1.0 and t > 2.0
+    assert np.allclose(sharp, stats.apply_temperature(plain, t))
+    assert np.isnan(sharp_oof[gold < 0]).all() and np.allclose(sharp_oof[idx].sum(axis=1), 1)
+    rest = gold < 0
+    assert np.array_equal(sharp[rest].argmax(axis=1), plain[rest].argmax(axis=1))  # same labels, sharper
+    brier = {k: ((p[rest, 1] - y[rest]) ** 2).mean() for k, p in (("sharp", sharp), ("plain", plain))}
+    assert brier["sharp"] < 0.75 * brier["plain"]

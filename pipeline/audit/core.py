@@ -80,11 +80,15 @@ def stack_features(votes: np.ndarray, base_proba: np.ndarray) -> np.ndarray:
 
 
 def stacked_proba(votes: np.ndarray, base_proba: np.ndarray, gold: np.ndarray, folds: int = 5, seed: int = 0,
-                  c: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+                  c: float = 0.1, sharpen: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
     """A posterior learned from the gold items: L2 logistic regression on the votes and the label model's
-    gold-free posterior (N, K). Returns (N, K) from the model fitted on all gold items and (N, K) cross-fitted
-    rows for the gold items (each from a model that did not see it; NaN elsewhere). Classes absent from a
-    training fold get probability 0 there (smoothed).
+    gold-free posterior (N, K). Returns (N, K) from the model fitted on all gold items, (N, K) cross-fitted
+    rows for the gold items (each from a model that did not see it; NaN elsewhere), and the temperature
+    applied to the first. Classes absent from a training fold get probability 0 there (smoothed).
+
+    With `sharpen`, the L2 penalty's underconfidence is undone by a sharpen-only temperature
+    (`stats.sharpening_temperature`) fitted on the cross-fitted rows; each fold's cross-fitted rows get the
+    temperature fitted on the other folds' rows, so they stay held out.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -106,20 +110,29 @@ def stacked_proba(votes: np.ndarray, base_proba: np.ndarray, gold: np.ndarray, f
     full = fit_predict(labeled)
     oof = np.full_like(full, np.nan)
     order = np.random.default_rng(seed).permutation(labeled)
-    for part in np.array_split(order, max(2, min(folds, len(order)))):
+    parts = np.array_split(order, max(2, min(folds, len(order))))
+    for part in parts:
         oof[part] = fit_predict(np.setdiff1d(labeled, part))[part]
-    return full, oof
+    if not sharpen:
+        return full, oof, 1.0
+    t = stats.sharpening_temperature(oof[labeled], gold[labeled])
+    sharp = np.full_like(oof, np.nan)
+    for part in parts:
+        rest = np.setdiff1d(labeled, part)
+        sharp[part] = stats.apply_temperature(oof[part], stats.sharpening_temperature(oof[rest], gold[rest]))
+    return stats.apply_temperature(full, t), sharp, t
 
 
 def gold_posterior(method: str, votes: np.ndarray, proba_nogold: np.ndarray, gold: np.ndarray, folds: int = 5,
-                   seed: int = 0, stack: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
+                   seed: int = 0, stack: bool = True, sharpen: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
     """The posterior that uses the gold items: (N, K) fitted with all of them, (N, K) cross-fitted rows on
     the gold items (NaN elsewhere), and its name. The stacker from STACK_MIN_GOLD gold items on (with
-    `stack`), else the label model fitted with gold; without gold, the gold-free posterior."""
+    `stack`, sharpened by a temperature with `sharpen`), else the label model fitted with gold; without gold,
+    the gold-free posterior."""
     n_gold, k = int((gold >= 0).sum()), proba_nogold.shape[1]
     if stack and n_gold >= STACK_MIN_GOLD:
-        full, oof = stacked_proba(votes, proba_nogold, gold, folds, seed)
-        return full, oof, f"{method} + gold-trained stacker"
+        full, oof, t = stacked_proba(votes, proba_nogold, gold, folds, seed, sharpen=sharpen)
+        return full, oof, f"{method} + gold-trained stacker (temperature {t:.2f})"
     full = _fit(method, votes, k, gold, seed) if n_gold else proba_nogold
     oof = cross_fitted_proba(method, votes, gold, k, folds, seed) if n_gold >= MIN_GOLD else np.full_like(full, np.nan)
     return full, oof, method
@@ -150,14 +163,15 @@ def corrected_accuracy(votes: np.ndarray, proba: np.ndarray, proba_oof: np.ndarr
 
     Uses the posterior probability that each vote is right as the prediction (cross-fitted on gold items).
     The interval is each annotator's own prediction-powered interval. With `shrink`, the point estimate is
-    the posterior's estimate plus its gold-measured correction, the corrections of all annotators shrunk
-    toward their common mean (empirical Bayes: they share the posterior's miscalibration), kept inside the
-    interval. None where the annotator labeled fewer than MIN_GOLD gold items.
+    the exact correctness on its gold items plus, on its other items, the posterior's estimate plus its
+    gold-measured correction, the corrections of all annotators shrunk toward their common mean (empirical
+    Bayes: they share the posterior's miscalibration), kept inside the interval. None where the annotator
+    labeled fewer than MIN_GOLD gold items.
     """
     q_all = stats.soft_accuracy(votes, proba)
     q_oof = stats.soft_accuracy(votes, np.nan_to_num(proba_oof))
     out: list[stats.Interval | None] = []
-    base, corr, var = [], [], []
+    known, rest, n_gold, n_rest, corr, var = [], [], [], [], [], []  # per annotator with enough gold
     for j in range(votes.shape[1]):
         voted = votes[:, j] >= 0
         labeled = (gold >= 0)[voted]
@@ -168,13 +182,20 @@ def corrected_accuracy(votes: np.ndarray, proba: np.ndarray, proba_oof: np.ndarr
         out.append(stats.ppi_mean(q_all[voted, j], labeled, correct, np.where(labeled, q_oof[voted, j], 0.0),
                                   confidence, tune, (0.0, 1.0)))
         resid = correct[labeled] - q_oof[voted, j][labeled]
-        base.append(q_all[voted, j].mean())
+        known.append(correct[labeled].sum())
+        n_gold.append(labeled.sum())
+        rest.append(q_all[voted, j][~labeled].sum())
+        n_rest.append((~labeled).sum())
         corr.append(resid.mean())
         var.append(max(0.0, 1.0 - labeled.sum() / voted.sum()) * resid.var(ddof=1) / labeled.sum())
-    if shrink and len(base) >= 3:
-        shrunk = iter(np.clip(np.array(base) + stats.shrink_toward_mean(np.array(corr), np.array(var)), 0.0, 1.0))
+    if shrink and len(corr) >= 3:
+        # gold items count with their exact correctness; only the other items are estimated
+        known, rest, n_rest = np.array(known), np.array(rest), np.array(n_rest, dtype=float)
+        shrunk = stats.shrink_toward_mean(np.array(corr), np.array(var))
+        n_voted = n_rest + np.array(n_gold, dtype=float)
+        est = iter(np.clip((known + rest + n_rest * shrunk) / n_voted, 0.0, 1.0))
         out = [None if iv is None else
-               stats.Interval(float(np.clip(next(shrunk), iv.low, iv.high)), iv.low, iv.high) for iv in out]
+               stats.Interval(float(np.clip(next(est), iv.low, iv.high)), iv.low, iv.high) for iv in out]
     return out
 
 
