@@ -107,8 +107,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "datasets"))
-    ap.add_argument("--features", default=None,
-                    help="head mode: folder of cached encoder states (<dataset>.npz), read if there, else written")
+    ap.add_argument("--features", default=None, help="head mode: folder of cached encoder states "
+                    "(<dataset>-<pooling>-<max length>.npz), read if there, else written")
+    ap.add_argument("--pooling", default="auto", choices=["auto", "mean", "cls", "max"],
+                    help="head mode: sentence pooling (auto: the encoder's own)")
     ap.add_argument("--limit", type=int, default=None, help="smoke test: first N train/valid/test items only")
     ap.add_argument("--time-budget", type=float, default=None, help="start no new run after this many seconds")
     ap.add_argument("--full-timing", type=int, default=None, metavar="N",
@@ -117,13 +119,18 @@ def main() -> None:
                          "trec takes ~15 min); written to the JSON's `timing` list")
     ap.add_argument("--full-timing-datasets", nargs="+", default=["trec"], choices=DATASETS)
     ap.add_argument("--skip-grid", action="store_true", help="only the --full-timing measurement")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (head training always uses 1)")
     args = ap.parse_args()
 
     if args.markdown:
         print(markdown_table(json.loads(Path(args.json).read_text())))
         return
-    from pipeline.train import cls_states, fine_tune, head_logits, load_classifier, predict_logits
+    import torch
 
+    from pipeline.models import sentence_pooling
+    from pipeline.train import encoder_states, fine_tune, head_logits, load_classifier, predict_logits
+
+    torch.set_num_threads(args.threads)
     root = Path(args.data_root)
     if not root.exists():
         sys.exit(f"datasets not found: {root}")
@@ -135,27 +142,33 @@ def main() -> None:
                 d[s] = {k: v[:args.limit] for k, v in d[s].items()}
     features, embed_seconds = {}, {}
     if args.mode == "head":  # one frozen-encoder pass per dataset, shared by every loss and seed
-        import torch
-
+        pooling = sentence_pooling(args.model, args.pooling)
+        done = {}  # texts of all splits -> dataset already encoded (semeval-mixtral has semeval's texts)
         for name, d in data.items():
             start = time.perf_counter()
-            cached = Path(args.features) / f"{name}.npz" if args.features else None
+            texts = tuple(t for s in ("train", "valid", "test") for t in d[s]["texts"])
+            cached = Path(args.features) / f"{name}-{pooling}-{args.max_length}.npz" if args.features else None
+            if texts in done:
+                features[name], embed_seconds[name] = features[done[texts]], embed_seconds[done[texts]]
+                print(f"[{name}] encoder states of {done[texts]} (the same texts)", flush=True)
+                continue
             if cached is not None and cached.exists():
                 with np.load(cached) as z:
                     features[name] = {s: z[s] for s in ("train", "valid", "test")}
-                embed_seconds[name] = float("nan")  # computed elsewhere
+                    embed_seconds[name] = float(z["seconds"]) if "seconds" in z else float("nan")
                 print(f"[{name}] encoder states read from {cached}", flush=True)
-                continue
-            model, tok = load_classifier(args.model, d["classes"])
-            model.to("cuda" if torch.cuda.is_available() else "cpu")
-            features[name] = {s: cls_states(model, tok, d[s]["texts"], 64, args.max_length, progress=False)
-                              for s in ("train", "valid", "test")}
-            embed_seconds[name] = time.perf_counter() - start
-            if cached is not None:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(cached, **features[name])
-            print(f"[{name}] encoded {sum(len(d[s]['texts']) for s in ('train', 'valid', 'test'))} texts "
-                  f"in {embed_seconds[name]:.1f}s", flush=True)
+            else:
+                model, tok = load_classifier(args.model, d["classes"], "head", pooling)
+                model.to("cuda" if torch.cuda.is_available() else "cpu")
+                features[name] = {s: encoder_states(model, tok, d[s]["texts"], 64, args.max_length, progress=False)
+                                  for s in ("train", "valid", "test")}
+                embed_seconds[name] = time.perf_counter() - start
+                if cached is not None:
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    np.savez(cached, seconds=embed_seconds[name], **features[name])
+                print(f"[{name}] encoded {len(texts)} texts ({pooling} pooling) in {embed_seconds[name]:.1f}s",
+                      flush=True)
+            done[texts] = name
 
     jobs, timing = [], []
     for seed in range(0 if args.skip_grid else args.seeds):
@@ -176,7 +189,7 @@ def main() -> None:
         else:
             targets, weights = d["train"]["targets"], d["train"]["weights"]
         valid_labels = d["valid"]["gold"] if args.valid == "gold" else d["valid"]["noisy_hard"]
-        cfg = TrainConfig(model=args.model, mode=args.mode, loss=loss, epochs=args.epochs,
+        cfg = TrainConfig(model=args.model, mode=args.mode, pooling=args.pooling, loss=loss, epochs=args.epochs,
                           head_epochs=args.head_epochs, batch_size=args.batch_size, max_length=args.max_length,
                           valid_labels=args.valid)
         start = time.perf_counter()

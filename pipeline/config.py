@@ -136,6 +136,9 @@ class DenoiseConfig(Section):
 class TrainConfig(Section):
     model: str = DEFAULT_ENCODER
     mode: Literal["full", "head"] = "full"  # head: frozen encoder, cached embeddings, train the head only
+    # head mode's sentence embedding: auto = the encoder's own pooling (sentence-transformers' Pooling
+    # module; mean when the folder has none), or mean / cls / max over the attention mask
+    pooling: Literal["auto", "mean", "cls", "max"] = "auto"
     loss: Literal["ce", "soft_ce", "gce", "sce", "elr", "coteaching"] = "soft_ce"
     loss_params: dict[str, Any] = Field(default_factory=dict)  # e.g. gce q, elr beta/lam, coteaching forget_rate
     epochs: int = Field(3, ge=1)
