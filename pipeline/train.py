@@ -371,7 +371,7 @@ def load_trained(path: Path) -> TrainedClassifier:
     else:
         model = AutoModelForSequenceClassification.from_pretrained(path)
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, config=model.config)  # no second look at config.json's auto_map
     return TrainedClassifier(model, tokenizer, classes=list(meta["classes"]),
                              temperature=float(meta.get("temperature", 1.0)),
                              max_length=int(meta.get("max_length", 128)))

@@ -57,7 +57,7 @@ def test_transformers_loads_the_saved_head_model_with_its_code(trained_run):
     assert config["pooling"] == "mean" and (folder / config["auto_map"]["AutoModelForSequenceClassification"]
                                             .split(".")[0]).with_suffix(".py").is_file()
     model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
-    tok = AutoTokenizer.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     assert [model.config.id2label[i] for i in range(4)] == CLASSES
     texts = ["a sunny day with rain later", "the new phone is fast"]
     with torch.no_grad():
@@ -74,9 +74,9 @@ def test_predict_reproduces_the_training_time_calibrated_probabilities(trained_r
                                       str(tmp_path / "out.csv"), "--no-progress"])
     assert result.exit_code == 0, result.output
     out = pd.read_csv(tmp_path / "out.csv")
-    columns = [f"p_{c}" for c in CLASSES]
     assert list(out["id"].astype(str)) == list(expected["id"].astype(str))
-    np.testing.assert_allclose(out[columns].to_numpy(), expected[columns].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(out[[f"p_{c}" for c in CLASSES]].to_numpy(),
+                               expected[[f"p_{k}" for k in range(len(CLASSES))]].to_numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
