@@ -7,8 +7,9 @@ gold valid labels:
   scores on a set of this size);
 - cross-validated (10 folds, stratified): each fold's probabilities from a calibrator fitted on the
   other nine; the ECE and NLL of the pooled out-of-fold probabilities, for no calibration, temperature
-  scaling and vector scaling (a scale and a bias per class; Guo et al. 2017). This is the honest
-  estimate of what each calibrator does on unseen items of the valid distribution.
+  scaling and vector scaling (`pipeline.calibration.fit_vector_scaling`: a scale and a bias per class;
+  Guo et al. 2017). This is the honest estimate of what each calibrator does on unseen items of the
+  valid distribution.
 
 Reads the encoder states cached by `endmodel.py --features DIR`.
 
@@ -22,8 +23,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import log_softmax
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,24 +30,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from endmodel import DATASETS, ece_floor, load_dataset  # noqa: E402
 
-from pipeline.calibration import fit_temperature, nll, scaled_proba  # noqa: E402
+from pipeline.calibration import fit_temperature, fit_vector_scaling, nll, scaled_proba  # noqa: E402
 from pipeline.config import TrainConfig  # noqa: E402
 from pipeline.metrics import expected_calibration_error as ece  # noqa: E402
-
-
-def fit_vector(logits: np.ndarray, labels: np.ndarray, l2: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class scale w (K,) and bias b (K,) minimizing the NLL of softmax(logits * w + b) + l2 * (|w - w0|^2
-    + |b|^2), started at the fitted temperature (w0 = 1 / T)."""
-    k = logits.shape[1]
-    w0 = 1.0 / fit_temperature(logits, labels)
-
-    def objective(theta):
-        w, b = theta[:k], theta[k:]
-        logp = log_softmax(logits * w + b, axis=1)
-        return -logp[np.arange(len(labels)), labels].mean() + l2 * (np.sum((w - w0) ** 2) + np.sum(b ** 2))
-
-    theta = minimize(objective, np.r_[np.full(k, w0), np.zeros(k)], method="L-BFGS-B").x
-    return theta[:k], theta[k:]
 
 
 def cross_validated(logits: np.ndarray, y: np.ndarray, folds: int = 10, seed: int = 0) -> dict[str, np.ndarray]:
@@ -63,7 +47,7 @@ def cross_validated(logits: np.ndarray, y: np.ndarray, folds: int = 10, seed: in
         fit, held = fold != f, fold == f
         out["none"][held] = scaled_proba(logits[held], 1.0)
         out["temperature"][held] = scaled_proba(logits[held], fit_temperature(logits[fit], y[fit]))
-        w, b = fit_vector(logits[fit], y[fit])
+        w, b = fit_vector_scaling(logits[fit], y[fit])
         out["vector"][held] = scaled_proba(logits[held] * w + b, 1.0)
     return out
 
@@ -101,8 +85,8 @@ def main() -> None:
                 fitted = scaled_proba(logits, clf.temperature)
                 lowest = min(ece(y, scaled_proba(logits, t)) for t in temperatures)
                 cv = cross_validated(logits, y)
-                cv_text = "  ".join(f"{k} ECE {ece(y, p):.3f} NLL {nll(np.log(p + 1e-12), y):.3f}"
-                                    for k, p in cv.items())
+                cv_text = "  ".join(f"{k} acc {np.mean(p.argmax(1) == y):.3f} ECE {ece(y, p):.3f} "
+                                    f"NLL {nll(np.log(p + 1e-12), y):.3f}" for k, p in cv.items())
                 print(f"{name} {loss} seed {seed}: n {len(y)} acc {np.mean(logits.argmax(1) == y):.3f} "
                       f"T {clf.temperature:.2f} | in-sample ECE {ece(y, fitted):.3f} lowest {lowest:.3f} floor "
                       f"{ece_floor(fitted):.3f} | 10-fold CV: {cv_text}", flush=True)

@@ -154,6 +154,9 @@ class TrainConfig(Section):
     valid_labels: Literal["auto", "noisy", "gold"] = "auto"
     min_gold_valid: int = Field(10, ge=1)
     calibrate: bool = True  # temperature scaling fitted on the valid split
+    # temperature: one T for all classes; vector: a scale and a bias per class (Guo et al. 2017), fitted on the
+    # same valid labels; it can change predictions, and needs enough valid items per class (gold valid labels)
+    calibration: Literal["temperature", "vector"] = "temperature"
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, none on CPU
 
 

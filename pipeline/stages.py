@@ -297,10 +297,11 @@ def train_stage(run: Run) -> dict:
     save_classifier(clf, run.path("model"), extra=extra)
     logits = head_logits(clf, states) if states is not None else predict_logits(
         clf, texts, batch_size=cfg.batch_size * 2, progress=run.progress)
-    calibrated, raw = scaled_proba(logits, clf.temperature), scaled_proba(logits, 1.0)
+    calibrated, raw = clf.calibrated_proba(logits), scaled_proba(logits, 1.0)
     write_parquet(_frame(items["id"], {"p_": calibrated, "u_": raw}, pred=calibrated.argmax(axis=1), split=split),
                   run.path("predictions.parquet"))
     return {"epochs": len(clf.history), "best_epoch": clf.best_epoch, "temperature": clf.temperature,
+            "calibration": clf.calibration,
             "seconds_per_epoch": clf.seconds_per_epoch, "mode": cfg.mode, "loss": cfg.loss,
             "valid_labels": valid_source, "history": clf.history}
 
@@ -338,6 +339,7 @@ def evaluate_stage(run: Run) -> dict:
     if metrics["test"] and has_raw:  # "test" holds the calibrated figures; before calibration beside them
         metrics["test"]["uncalibrated"] = classification_report(gold[test], proba_columns(preds, "u_")[test])
         metrics["test"]["temperature"] = train_summary.get("temperature")
+        metrics["test"]["calibration"] = train_summary.get("calibration", "temperature")
     metrics["timings"]["evaluate"] = time.perf_counter() - start
     write_json(metrics, run.path("metrics.json"))
     curves = {}

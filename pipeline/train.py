@@ -12,7 +12,8 @@ Two modes (`train.mode`):
 
 Losses from `pipeline.losses`; `loss: coteaching` trains two networks that pick each other's
 small-loss items. Model selection and early stopping on the valid split (noisy labels or gold),
-then temperature scaling on the same valid labels (`pipeline.calibration`).
+then temperature scaling on the same valid labels (`pipeline.calibration`); `train.calibration: vector`
+adds vector scaling (a scale and a bias per class), used instead of the temperature.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .calibration import fit_temperature, scaled_proba
+from .calibration import fit_temperature, fit_vector_scaling, scaled_proba
 from .config import TrainConfig
 from .errors import LabelpipeError
 from .losses import coteaching_select, make_loss, weighted_mean
@@ -48,6 +49,19 @@ class TrainedClassifier:
     seconds_per_epoch: float = float("nan")  # mean wall time of a training epoch (valid scoring excluded)
     embed_seconds: float = 0.0  # head mode: time to compute the cached encoder states
     best_epoch: int | None = None
+    vector_scale: np.ndarray | None = None  # (K,) and (K,): vector scaling, used instead of the temperature
+    vector_bias: np.ndarray | None = None
+
+    @property
+    def calibration(self) -> str:
+        return "temperature" if self.vector_scale is None else "vector"
+
+    def calibrated_proba(self, logits: np.ndarray) -> np.ndarray:
+        """(N, K) calibrated probabilities from raw logits (N, K): softmax(logits / T), or with vector scaling
+        softmax(logits * vector_scale + vector_bias)."""
+        if self.vector_scale is None:
+            return scaled_proba(logits, self.temperature)
+        return scaled_proba(np.asarray(logits) * self.vector_scale + self.vector_bias)
 
 
 def _set_seed(seed: int) -> None:
@@ -303,6 +317,8 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
         logits = valid_logits(final) if head else _logits(result.model, tokenizer, valid_texts, cfg.batch_size * 2,
                                                            cfg.max_length, progress=False)
         result.temperature = fit_temperature(logits, valid_labels)
+        if cfg.calibration == "vector":
+            result.vector_scale, result.vector_bias = fit_vector_scaling(logits, valid_labels)
     return result
 
 
@@ -330,9 +346,10 @@ def predict_logits(clf: TrainedClassifier, texts: list[str], batch_size: int = 6
 
 def predict_proba(clf: TrainedClassifier, texts: list[str], batch_size: int = 64, max_length: int | None = None,
                   temperature: float | None = None, progress: bool = True) -> np.ndarray:
-    """(N, K) class probabilities softmax(logits / T); T is the classifier's fitted temperature unless given."""
+    """(N, K) calibrated class probabilities (`clf.calibrated_proba`), or softmax(logits / temperature) when
+    a temperature is given."""
     logits = _logits(clf.model, clf.tokenizer, texts, batch_size, max_length or clf.max_length, progress)
-    return scaled_proba(logits, clf.temperature if temperature is None else temperature)
+    return clf.calibrated_proba(logits) if temperature is None else scaled_proba(logits, temperature)
 
 
 def save_classifier(clf: TrainedClassifier, path: Path, extra: dict | None = None) -> None:
@@ -343,7 +360,10 @@ def save_classifier(clf: TrainedClassifier, path: Path, extra: dict | None = Non
     clf.model.save_pretrained(path)
     clf.tokenizer.save_pretrained(path)
     meta = {"format": "labelpipe-classifier", "version": 1, "classes": clf.classes,
-            "temperature": clf.temperature, "max_length": clf.max_length, **(extra or {})}
+            "temperature": clf.temperature, "calibration": clf.calibration, "max_length": clf.max_length,
+            **(extra or {})}
+    if clf.vector_scale is not None:
+        meta.update(vector_scale=np.asarray(clf.vector_scale).tolist(), vector_bias=np.asarray(clf.vector_bias).tolist())
     (path / MODEL_META).write_text(json.dumps(meta, indent=2))
 
 
@@ -372,9 +392,12 @@ def load_trained(path: Path) -> TrainedClassifier:
         model = AutoModelForSequenceClassification.from_pretrained(path)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(path, config=model.config)  # no second look at config.json's auto_map
+    vector = meta.get("calibration") == "vector"
     return TrainedClassifier(model, tokenizer, classes=list(meta["classes"]),
                              temperature=float(meta.get("temperature", 1.0)),
-                             max_length=int(meta.get("max_length", 128)))
+                             max_length=int(meta.get("max_length", 128)),
+                             vector_scale=np.asarray(meta["vector_scale"]) if vector else None,
+                             vector_bias=np.asarray(meta["vector_bias"]) if vector else None)
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.calibration import scaled_proba
 from pipeline.config import TrainConfig, parse_config
 from pipeline.errors import ConfigError
 from pipeline.losses import coteaching_select, make_loss
@@ -14,8 +15,10 @@ from pipeline.train import (
     fine_tune,
     head_logits,
     load_classifier,
+    load_trained,
     predict_logits,
     predict_proba,
+    save_classifier,
 )
 
 CLASSES = ["sports", "tech", "food"]
@@ -140,6 +143,19 @@ def test_head_logits_on_cached_states_equal_the_full_model(pooling):
     assert clf.model.config.pooling == ("mean" if pooling == "auto" else pooling)
     states = encoder_states(clf.model, clf.tokenizer, VALID, max_length=32, progress=False)
     np.testing.assert_allclose(head_logits(clf, states), predict_logits(clf, VALID, progress=False), atol=1e-4)
+
+
+def test_vector_scaling_is_saved_and_predict_uses_it(tmp_path):
+    clf = fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, _head_cfg(head_epochs=3, calibration="vector"),
+                    valid_texts=TEXTS, valid_labels=Y, seed=0, progress=False)
+    assert clf.calibration == "vector" and clf.vector_scale.shape == (3,) and clf.vector_bias.shape == (3,)
+    logits = predict_logits(clf, VALID, progress=False)
+    expected = scaled_proba(logits * clf.vector_scale + clf.vector_bias)
+    np.testing.assert_allclose(predict_proba(clf, VALID, progress=False), expected, atol=1e-6)
+    save_classifier(clf, tmp_path / "model")
+    back = load_trained(tmp_path / "model")
+    assert back.calibration == "vector" and back.temperature == pytest.approx(clf.temperature)
+    np.testing.assert_allclose(predict_proba(back, VALID, progress=False), expected, atol=1e-5)
 
 
 def test_early_stopping_and_weight_zero_items():
