@@ -5,12 +5,14 @@ and on the Mixtral few-shot labels of ../shared/datasets/llm/semeval-mixtral-few
 (same encoder, same epochs, several seeds), plus a line trained on the gold labels (the ceiling).
 Model selection, early stopping and the temperature use the valid split: gold valid labels by default
 (the WRENCH protocol; `--valid noisy` uses the noisy labels instead). Reports test accuracy (binary F1
-of "spam" for sms), ECE (15 bins) before/after temperature scaling and seconds per training epoch.
+of "spam" for sms), ECE (15 bins) before/after temperature scaling and seconds per training epoch;
+`--calibration vector` adds the score and ECE after vector scaling (the `train.calibration` option).
 
-    python benchmarks/endmodel.py --mode head --json out.json            # CPU: frozen encoder + head
+    python benchmarks/endmodel.py --mode head --json out.json            # CPU: frozen encoder + linear head
     python benchmarks/endmodel.py --mode full --json out.json            # GPU: full fine-tuning
     python benchmarks/endmodel.py --mode head --features runs/feat --full-timing 480 --json out.json
-        # CPU: head grid on cached encoder states + one full-fine-tuning epoch of trec timed on 480 items
+        # CPU: head grid on cached sentence embeddings (runs/feat/<set>-<pooling>-<max length>.npz)
+        # + one full-fine-tuning epoch of trec timed on 480 items (--full-timing 100000: the whole epoch)
     python benchmarks/endmodel.py --json out.json --markdown             # the BENCHMARKS.md table
 
 Rows are written to the JSON after each run, so an interrupted run keeps what it finished
