@@ -281,6 +281,9 @@ def train_stage(run: Run) -> dict:
                                                      targets[valid], weights[valid], cfg.min_gold_valid)
     log.info("train: model selection and temperature on the %s valid labels (%d items)", valid_source,
              int((valid_labels >= 0).sum()))
+    if cfg.calibration == "vector" and valid_source == "noisy":
+        log.warning("train.calibration: vector on noisy valid labels learns their class bias back; "
+                    "it is meant for gold valid labels")
     states = None
     if cfg.mode == "head":  # one frozen-encoder pass over every item, cached in the run folder
         model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from .losses import coteaching_select, make_loss, weighted_mean
 from .models import resolve_encoder, sentence_pooling
 
 MODEL_META = "labelpipe.json"
+log = logging.getLogger("labelpipe")
 
 
 @dataclass
@@ -317,7 +319,11 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
         logits = valid_logits(final) if head else _logits(result.model, tokenizer, valid_texts, cfg.batch_size * 2,
                                                            cfg.max_length, progress=False)
         result.temperature = fit_temperature(logits, valid_labels)
-        if cfg.calibration == "vector":
+        missing = [c for k, c in enumerate(classes) if not (valid_labels == k).any()]
+        if cfg.calibration == "vector" and missing:
+            log.warning("train.calibration: vector needs valid labels of every class (none for %s); "
+                        "using the temperature", ", ".join(missing))
+        elif cfg.calibration == "vector":
             result.vector_scale, result.vector_bias = fit_vector_scaling(logits, valid_labels)
     return result
 

@@ -156,6 +156,9 @@ def test_vector_scaling_is_saved_and_predict_uses_it(tmp_path):
     back = load_trained(tmp_path / "model")
     assert back.calibration == "vector" and back.temperature == pytest.approx(clf.temperature)
     np.testing.assert_allclose(predict_proba(back, VALID, progress=False), expected, atol=1e-5)
+    no_food = fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, _head_cfg(head_epochs=2, calibration="vector"),
+                        valid_texts=TEXTS[:8], valid_labels=Y[:8], seed=0, progress=False)
+    assert no_food.calibration == "temperature"  # a class without valid labels: keep the temperature
 
 
 def test_early_stopping_and_weight_zero_items():
