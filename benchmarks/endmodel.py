@@ -5,12 +5,14 @@ and on the Mixtral few-shot labels of ../shared/datasets/llm/semeval-mixtral-few
 (same encoder, same epochs, several seeds), plus a line trained on the gold labels (the ceiling).
 Model selection, early stopping and the temperature use the valid split: gold valid labels by default
 (the WRENCH protocol; `--valid noisy` uses the noisy labels instead). Reports test accuracy (binary F1
-of "spam" for sms), ECE (15 bins) before/after temperature scaling and seconds per training epoch.
+of "spam" for sms), ECE (15 bins) before/after temperature scaling and seconds per training epoch;
+`--calibration vector` adds the score and ECE after vector scaling (the `train.calibration` option).
 
-    python benchmarks/endmodel.py --mode head --json out.json            # CPU: frozen encoder + head
+    python benchmarks/endmodel.py --mode head --json out.json            # CPU: frozen encoder + linear head
     python benchmarks/endmodel.py --mode full --json out.json            # GPU: full fine-tuning
     python benchmarks/endmodel.py --mode head --features runs/feat --full-timing 480 --json out.json
-        # CPU: head grid on cached encoder states + one full-fine-tuning epoch of trec timed on 480 items
+        # CPU: head grid on cached sentence embeddings (runs/feat/<set>-<pooling>-<max length>.npz)
+        # + one full-fine-tuning epoch of trec timed on 480 items (--full-timing 100000: the whole epoch)
     python benchmarks/endmodel.py --json out.json --markdown             # the BENCHMARKS.md table
 
 Rows are written to the JSON after each run, so an interrupted run keeps what it finished
@@ -101,29 +103,40 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--no-gold", action="store_true", help="skip the gold-label ceiling line")
     ap.add_argument("--valid", choices=["gold", "noisy"], default="gold")
+    ap.add_argument("--calibration", choices=["temperature", "vector"], default="temperature",
+                    help="vector: also fit vector scaling on valid and report score_vector / ece_vector beside the "
+                         "temperature-scaled figures")
     ap.add_argument("--model", default="default", help="encoder (HF id or local path)")
     ap.add_argument("--epochs", type=int, default=3, help="full-mode epochs")
     ap.add_argument("--head-epochs", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "datasets"))
-    ap.add_argument("--features", default=None,
-                    help="head mode: folder of cached encoder states (<dataset>.npz), read if there, else written")
+    ap.add_argument("--features", default=None, help="head mode: folder of cached encoder states "
+                    "(<dataset>-<pooling>-<max length>.npz), read if there, else written")
+    ap.add_argument("--pooling", default="auto", choices=["auto", "mean", "cls", "max"],
+                    help="head mode: sentence pooling (auto: the encoder's own)")
     ap.add_argument("--limit", type=int, default=None, help="smoke test: first N train/valid/test items only")
     ap.add_argument("--time-budget", type=float, default=None, help="start no new run after this many seconds")
     ap.add_argument("--full-timing", type=int, default=None, metavar="N",
                     help="also time one epoch of full fine-tuning (loss ce) on N random train items of each "
-                         "--full-timing-datasets set, extrapolated to the whole train split (CPU: a full epoch of "
-                         "trec takes ~15 min); written to the JSON's `timing` list")
+                         "--full-timing-datasets set, extrapolated to the whole train split when N is smaller "
+                         "(CPU: a whole epoch of trec took 115 s on one idle thread); written to the JSON's "
+                         "`timing` list")
     ap.add_argument("--full-timing-datasets", nargs="+", default=["trec"], choices=DATASETS)
     ap.add_argument("--skip-grid", action="store_true", help="only the --full-timing measurement")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (head training always uses 1)")
     args = ap.parse_args()
 
     if args.markdown:
         print(markdown_table(json.loads(Path(args.json).read_text())))
         return
-    from pipeline.train import cls_states, fine_tune, head_logits, load_classifier, predict_logits
+    import torch
 
+    from pipeline.models import sentence_pooling
+    from pipeline.train import encoder_states, fine_tune, head_logits, load_classifier, predict_logits
+
+    torch.set_num_threads(args.threads)
     root = Path(args.data_root)
     if not root.exists():
         sys.exit(f"datasets not found: {root}")
@@ -135,27 +148,33 @@ def main() -> None:
                 d[s] = {k: v[:args.limit] for k, v in d[s].items()}
     features, embed_seconds = {}, {}
     if args.mode == "head":  # one frozen-encoder pass per dataset, shared by every loss and seed
-        import torch
-
+        pooling = sentence_pooling(args.model, args.pooling)
+        done = {}  # texts of all splits -> dataset already encoded (semeval-mixtral has semeval's texts)
         for name, d in data.items():
             start = time.perf_counter()
-            cached = Path(args.features) / f"{name}.npz" if args.features else None
+            texts = tuple(t for s in ("train", "valid", "test") for t in d[s]["texts"])
+            cached = Path(args.features) / f"{name}-{pooling}-{args.max_length}.npz" if args.features else None
+            if texts in done:
+                features[name], embed_seconds[name] = features[done[texts]], embed_seconds[done[texts]]
+                print(f"[{name}] encoder states of {done[texts]} (the same texts)", flush=True)
+                continue
             if cached is not None and cached.exists():
                 with np.load(cached) as z:
                     features[name] = {s: z[s] for s in ("train", "valid", "test")}
-                embed_seconds[name] = float("nan")  # computed elsewhere
+                    embed_seconds[name] = float(z["seconds"]) if "seconds" in z else float("nan")
                 print(f"[{name}] encoder states read from {cached}", flush=True)
-                continue
-            model, tok = load_classifier(args.model, d["classes"])
-            model.to("cuda" if torch.cuda.is_available() else "cpu")
-            features[name] = {s: cls_states(model, tok, d[s]["texts"], 64, args.max_length, progress=False)
-                              for s in ("train", "valid", "test")}
-            embed_seconds[name] = time.perf_counter() - start
-            if cached is not None:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(cached, **features[name])
-            print(f"[{name}] encoded {sum(len(d[s]['texts']) for s in ('train', 'valid', 'test'))} texts "
-                  f"in {embed_seconds[name]:.1f}s", flush=True)
+            else:
+                model, tok = load_classifier(args.model, d["classes"], "head", pooling)
+                model.to("cuda" if torch.cuda.is_available() else "cpu")
+                features[name] = {s: encoder_states(model, tok, d[s]["texts"], 64, args.max_length, progress=False)
+                                  for s in ("train", "valid", "test")}
+                embed_seconds[name] = time.perf_counter() - start
+                if cached is not None:
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    np.savez(cached, seconds=embed_seconds[name], **features[name])
+                print(f"[{name}] encoded {len(texts)} texts ({pooling} pooling) in {embed_seconds[name]:.1f}s",
+                      flush=True)
+            done[texts] = name
 
     jobs, timing = [], []
     for seed in range(0 if args.skip_grid else args.seeds):
@@ -176,7 +195,8 @@ def main() -> None:
         else:
             targets, weights = d["train"]["targets"], d["train"]["weights"]
         valid_labels = d["valid"]["gold"] if args.valid == "gold" else d["valid"]["noisy_hard"]
-        cfg = TrainConfig(model=args.model, mode=args.mode, loss=loss, epochs=args.epochs,
+        cfg = TrainConfig(model=args.model, mode=args.mode, pooling=args.pooling, calibration=args.calibration,
+                          loss=loss, epochs=args.epochs,
                           head_epochs=args.head_epochs, batch_size=args.batch_size, max_length=args.max_length,
                           valid_labels=args.valid)
         start = time.perf_counter()
@@ -196,6 +216,10 @@ def main() -> None:
                "temperature": clf.temperature, "seconds_per_epoch": clf.seconds_per_epoch,
                "epochs_run": len(clf.history), "best_epoch": clf.best_epoch,
                "run_seconds": time.perf_counter() - start}
+        if args.calibration == "vector":  # the option beside the default: score and ECE after vector scaling
+            vec = clf.calibrated_proba(logits)
+            row.update(score_vector=score(name, gold, vec), ece_vector=expected_calibration_error(gold, vec),
+                       ece_floor_vector=ece_floor(vec))
         if args.mode == "head":
             row["embed_seconds"] = embed_seconds[name]
         results.append(row)
@@ -206,9 +230,10 @@ def main() -> None:
                                                "embed_seconds": embed_seconds}, indent=1))
     for name in args.full_timing_datasets if args.full_timing else []:
         timing.append(time_full_epoch(name, data[name], args))
-        print(f"[{name}] full fine-tuning: {timing[-1]['seconds_measured']:.1f}s for {args.full_timing} items -> "
-              f"{timing[-1]['seconds_per_epoch']:.0f}s per epoch of {timing[-1]['train_items']} items "
-              f"(extrapolated)", flush=True)
+        t = timing[-1]
+        print(f"[{name}] full fine-tuning: {t['seconds_measured']:.1f}s for {t['items_timed']} items -> "
+              f"{t['seconds_per_epoch']:.0f}s per epoch of {t['train_items']} items"
+              f"{' (extrapolated)' if t['extrapolated'] else ''}", flush=True)
         Path(args.json).write_text(json.dumps({"results": results, "timing": timing, "config": vars(args),
                                                "embed_seconds": embed_seconds}, indent=1))
     print_table(results)
@@ -254,8 +279,10 @@ def markdown_table(out: dict) -> str:
     """One row per dataset x labels x loss: mean (± std over seeds) of score, ECE before / after temperature
     scaling, the calibrated ECE floor, seconds per epoch and best epoch."""
     frame = pd.DataFrame(out["results"])
-    lines = ["| dataset | labels | loss | seeds | score | ECE | ECE calibrated | ECE floor | s / epoch | best epoch |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    vector = "score_vector" in frame
+    extra = " score, vector scaling | ECE, vector scaling | ECE floor, vector |" if vector else ""
+    lines = ["| dataset | labels | loss | seeds | score | ECE | ECE calibrated | ECE floor | s / epoch | best epoch |"
+             + extra, "|---|---|---|---|---|---|---|---|---|---|" + "---|" * (3 * vector)]
     order = {name: i for i, name in enumerate(LOSSES)}
 
     def floor(g: pd.DataFrame) -> str:
@@ -267,10 +294,13 @@ def markdown_table(out: dict) -> str:
         std = f" ± {g['score'].std():.3f}" if len(g) > 1 else ""
         lines.append(f"| {name} | {labels} | {loss} | {len(g)} | {g['score'].mean():.3f}{std} | {g['ece'].mean():.3f} | "
                      f"{g['ece_calibrated'].mean():.3f} | {floor(g)} | "
-                     f"{g['seconds_per_epoch'].mean():.2f} | {g['best_epoch'].mean():.1f} |")
+                     f"{g['seconds_per_epoch'].mean():.2f} | {g['best_epoch'].mean():.1f} |"
+                     + (f" {g['score_vector'].mean():.3f} | {g['ece_vector'].mean():.3f} | "
+                        f"{g['ece_floor_vector'].mean():.3f} |" if vector else ""))
     for t in out.get("timing", []):
         lines.append(f"\nfull fine-tuning, {t['dataset']}: {t['seconds_measured']:.1f} s for {t['items_timed']} "
-                     f"items -> {t['seconds_per_epoch']:.0f} s per epoch of {t['train_items']} items (extrapolated)")
+                     f"items -> {t['seconds_per_epoch']:.0f} s per epoch of {t['train_items']} items"
+                     f"{' (extrapolated)' if t.get('extrapolated', True) else ''}")
     return "\n".join(lines)
 
 

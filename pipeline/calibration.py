@@ -1,4 +1,5 @@
-"""Temperature scaling and reliability diagrams. Pure functions: arrays in, arrays (or SVG text) out.
+"""Temperature scaling, vector scaling and reliability diagrams. Pure functions: arrays in, arrays (or SVG
+text) out.
 
 logits: (N, K) float; labels: (N,) int class indices; proba: (N, K) rows summing to 1.
 """
@@ -6,7 +7,7 @@ logits: (N, K) float; labels: (N,) int class indices; proba: (N, K) rows summing
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import log_softmax, softmax
 
 
@@ -36,6 +37,35 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float,
                           bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
                           options={"xatol": 1e-4})
     return float(np.exp(res.x))
+
+
+def fit_vector_scaling(logits: np.ndarray, labels: np.ndarray, l2: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class scale w (K,) and bias b (K,) minimizing the NLL of softmax(logits * w + b) (vector scaling,
+    Guo et al., ICML 2017) plus l2 * (|w - 1/T|^2 + |b|^2), which pulls it toward temperature scaling.
+
+    Unlike a temperature, the bias can change the argmax: it also undoes a class-dependent bias the noisy
+    training labels left. Items with label < 0 are ignored; with none left, returns (ones, zeros).
+    """
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    k = logits.shape[1]
+    known = labels >= 0
+    if not known.any():
+        return np.ones(k), np.zeros(k)
+    logits, labels = logits[known], labels[known]
+    w0 = 1.0 / fit_temperature(logits, labels)
+    rows = np.arange(len(labels))
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:k], theta[k:]
+        logp = log_softmax(logits * w + b, axis=1)
+        grad = np.exp(logp)
+        grad[rows, labels] -= 1  # d(-log p_y) / d(logit) per item
+        grad /= len(labels)
+        value = -logp[rows, labels].mean() + l2 * (np.sum((w - w0) ** 2) + np.sum(b ** 2))
+        return value, np.r_[(grad * logits).sum(0) + 2 * l2 * (w - w0), grad.sum(0) + 2 * l2 * b]
+
+    theta = minimize(objective, np.r_[np.full(k, w0), np.zeros(k)], jac=True, method="L-BFGS-B").x
+    return theta[:k], theta[k:]
 
 
 def reliability_bins(labels: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:

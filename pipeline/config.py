@@ -136,6 +136,9 @@ class DenoiseConfig(Section):
 class TrainConfig(Section):
     model: str = DEFAULT_ENCODER
     mode: Literal["full", "head"] = "full"  # head: frozen encoder, cached embeddings, train the head only
+    # head mode's sentence embedding: auto = the encoder's own pooling (sentence-transformers' Pooling
+    # module; mean when the folder has none), or mean / cls / max over the attention mask
+    pooling: Literal["auto", "mean", "cls", "max"] = "auto"
     loss: Literal["ce", "soft_ce", "gce", "sce", "elr", "coteaching"] = "soft_ce"
     loss_params: dict[str, Any] = Field(default_factory=dict)  # e.g. gce q, elr beta/lam, coteaching forget_rate
     epochs: int = Field(3, ge=1)
@@ -151,6 +154,9 @@ class TrainConfig(Section):
     valid_labels: Literal["auto", "noisy", "gold"] = "auto"
     min_gold_valid: int = Field(10, ge=1)
     calibrate: bool = True  # temperature scaling fitted on the valid split
+    # temperature: one T for all classes; vector: a scale and a bias per class (Guo et al. 2017), fitted on the
+    # same valid labels; it can change predictions, and needs enough valid items per class (gold valid labels)
+    calibration: Literal["temperature", "vector"] = "temperature"
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, none on CPU
 
 

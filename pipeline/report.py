@@ -41,7 +41,8 @@ def render_report(name: str, metrics: dict, curves: dict, train: dict | None = N
         rows = []
         if "uncalibrated" in test:
             rows.append(("before calibration (T = 1)", *[test["uncalibrated"].get(k) for k in keys]))
-            rows.append((f"after calibration (T = {_fmt(test.get('temperature'))})", *[test.get(k) for k in keys]))
+            how = ("vector scaling" if test.get("calibration") == "vector" else f"T = {_fmt(test.get('temperature'))}")
+            rows.append((f"after calibration ({how})", *[test.get(k) for k in keys]))
         else:
             rows.append(("classifier", *[test.get(k) for k in keys]))
         parts.append(f"<h2>Test set ({test.get('n')} items with gold labels)</h2>")
@@ -57,7 +58,8 @@ def render_report(name: str, metrics: dict, curves: dict, train: dict | None = N
         parts.append("<h2>Label accuracy of the stages (train split, against gold)</h2>")
         parts.append(_table(rows, ("stage", "label accuracy")))
     if train:
-        keys = ("mode", "loss", "valid_labels", "epochs", "best_epoch", "seconds_per_epoch", "temperature")
+        keys = ("mode", "loss", "valid_labels", "epochs", "best_epoch", "seconds_per_epoch", "temperature",
+                "calibration")
         parts.append("<h2>Training</h2>")
         parts.append(_table([(k, train.get(k)) for k in keys], ("", "value")))
     timings = metrics.get("timings") or {}

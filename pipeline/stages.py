@@ -259,7 +259,14 @@ def choose_valid_labels(setting: str, gold: np.ndarray, targets: np.ndarray, wei
 
 
 def train_stage(run: Run) -> dict:
-    from .train import cls_states, fine_tune, head_logits, load_classifier, predict_logits, save_classifier
+    from .train import (
+        encoder_states,
+        fine_tune,
+        head_logits,
+        load_classifier,
+        predict_logits,
+        save_classifier,
+    )
 
     cfg = run.cfg.train
     classes = run.classes
@@ -274,23 +281,30 @@ def train_stage(run: Run) -> dict:
                                                      targets[valid], weights[valid], cfg.min_gold_valid)
     log.info("train: model selection and temperature on the %s valid labels (%d items)", valid_source,
              int((valid_labels >= 0).sum()))
+    if cfg.calibration == "vector" and valid_source == "noisy":
+        log.warning("train.calibration: vector on noisy valid labels learns their class bias back; "
+                    "it is meant for gold valid labels")
     states = None
     if cfg.mode == "head":  # one frozen-encoder pass over every item, cached in the run folder
-        model, tokenizer = load_classifier(cfg.model, classes)
-        states = cls_states(model, tokenizer, texts, cfg.batch_size * 2, cfg.max_length, run.progress,
-                            cache_dir=run.path("cache/cls"))
+        model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling)
+        states = encoder_states(model, tokenizer, texts, cfg.batch_size * 2, cfg.max_length, run.progress,
+                                cache_dir=run.path("cache/states"))
         del model
     clf = fine_tune([t for t, m in zip(texts, train) if m], targets[train], weights[train], classes, cfg,
                     valid_texts=[t for t, m in zip(texts, valid) if m] or None, valid_labels=valid_labels,
                     seed=run.cfg.seed, progress=run.progress,
                     features=(states[train], states[valid]) if states is not None else None)
-    save_classifier(clf, run.path("model"), extra={"mode": cfg.mode, "loss": cfg.loss})
+    extra = {"mode": cfg.mode, "loss": cfg.loss}
+    if cfg.mode == "head":
+        extra["pooling"] = clf.model.config.pooling
+    save_classifier(clf, run.path("model"), extra=extra)
     logits = head_logits(clf, states) if states is not None else predict_logits(
         clf, texts, batch_size=cfg.batch_size * 2, progress=run.progress)
-    calibrated, raw = scaled_proba(logits, clf.temperature), scaled_proba(logits, 1.0)
+    calibrated, raw = clf.calibrated_proba(logits), scaled_proba(logits, 1.0)
     write_parquet(_frame(items["id"], {"p_": calibrated, "u_": raw}, pred=calibrated.argmax(axis=1), split=split),
                   run.path("predictions.parquet"))
     return {"epochs": len(clf.history), "best_epoch": clf.best_epoch, "temperature": clf.temperature,
+            "calibration": clf.calibration,
             "seconds_per_epoch": clf.seconds_per_epoch, "mode": cfg.mode, "loss": cfg.loss,
             "valid_labels": valid_source, "history": clf.history}
 
@@ -328,6 +342,7 @@ def evaluate_stage(run: Run) -> dict:
     if metrics["test"] and has_raw:  # "test" holds the calibrated figures; before calibration beside them
         metrics["test"]["uncalibrated"] = classification_report(gold[test], proba_columns(preds, "u_")[test])
         metrics["test"]["temperature"] = train_summary.get("temperature")
+        metrics["test"]["calibration"] = train_summary.get("calibration", "temperature")
     metrics["timings"]["evaluate"] = time.perf_counter() - start
     write_json(metrics, run.path("metrics.json"))
     curves = {}

@@ -1,16 +1,19 @@
 """Fine-tune a Hugging Face encoder as a sequence classifier on (soft) labels with per-item weights.
 
 Two modes (`train.mode`):
-- `full`: fine-tune the whole encoder (GPU recommended; `accelerate` handles the device, mixed precision
-  and multi-GPU when launched with `accelerate launch`).
-- `head`: freeze the encoder, cache each text's [CLS] hidden state once, and train only the
-  classification head (BERT: pooler dense + tanh + classifier) on the cache: an epoch takes well under
-  a second on CPU. The head is the model's own head, so the saved model is a plain Hugging Face
-  sequence classifier either way.
+- `full`: fine-tune the whole encoder as a standard `AutoModelForSequenceClassification` (GPU
+  recommended; `accelerate` handles the device, mixed precision and multi-GPU when launched with
+  `accelerate launch`).
+- `head`: freeze the encoder, cache each text's sentence embedding once (the encoder's own pooling,
+  e.g. mean pooling for all-MiniLM-L6-v2; see `models.sentence_pooling`) and train only a linear
+  classifier on the cache: an epoch takes well under a second on CPU. The model is a
+  `pooled_model.PooledEncoderForSequenceClassification`, saved in Hugging Face format with its code
+  (`trust_remote_code=True` loads it with the Auto classes).
 
 Losses from `pipeline.losses`; `loss: coteaching` trains two networks that pick each other's
 small-loss items. Model selection and early stopping on the valid split (noisy labels or gold),
-then temperature scaling on the same valid labels (`pipeline.calibration`).
+then temperature scaling on the same valid labels (`pipeline.calibration`); `train.calibration: vector`
+adds vector scaling (a scale and a bias per class), used instead of the temperature.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +30,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .calibration import fit_temperature, scaled_proba
+from .calibration import fit_temperature, fit_vector_scaling, scaled_proba
 from .config import TrainConfig
 from .errors import LabelpipeError
 from .losses import coteaching_select, make_loss, weighted_mean
-from .models import resolve_encoder
+from .models import resolve_encoder, sentence_pooling
 
 MODEL_META = "labelpipe.json"
+log = logging.getLogger("labelpipe")
 
 
 @dataclass
@@ -46,6 +51,19 @@ class TrainedClassifier:
     seconds_per_epoch: float = float("nan")  # mean wall time of a training epoch (valid scoring excluded)
     embed_seconds: float = 0.0  # head mode: time to compute the cached encoder states
     best_epoch: int | None = None
+    vector_scale: np.ndarray | None = None  # (K,) and (K,): vector scaling, used instead of the temperature
+    vector_bias: np.ndarray | None = None
+
+    @property
+    def calibration(self) -> str:
+        return "temperature" if self.vector_scale is None else "vector"
+
+    def calibrated_proba(self, logits: np.ndarray) -> np.ndarray:
+        """(N, K) calibrated probabilities from raw logits (N, K): softmax(logits / T), or with vector scaling
+        softmax(logits * vector_scale + vector_bias)."""
+        if self.vector_scale is None:
+            return scaled_proba(logits, self.temperature)
+        return scaled_proba(np.asarray(logits) * self.vector_scale + self.vector_bias)
 
 
 def _set_seed(seed: int) -> None:
@@ -54,31 +72,35 @@ def _set_seed(seed: int) -> None:
     set_seed(seed)
 
 
-def load_classifier(name: str, classes: list[str]):
-    """A fresh sequence classifier over `classes` on top of the encoder `name`, and its tokenizer."""
+def load_classifier(name: str, classes: list[str], mode: str = "full", pooling: str = "auto"):
+    """A fresh sequence classifier over `classes` on top of the encoder `name`, and its tokenizer.
+
+    mode "full": the standard `AutoModelForSequenceClassification`; "head": a
+    `PooledEncoderForSequenceClassification` with the encoder's own sentence pooling (`pooling`: auto =
+    as the encoder was trained, or mean / cls / max).
+    """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = resolve_encoder(name)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(classes), id2label=dict(enumerate(classes)), dtype=torch.float32,
-        label2id={c: i for i, c in enumerate(classes)})
+    labels = dict(num_labels=len(classes), id2label=dict(enumerate(classes)),
+                  label2id={c: i for i, c in enumerate(classes)})
+    if mode == "head":
+        from .pooled_model import PooledEncoderForSequenceClassification
+
+        model = PooledEncoderForSequenceClassification.from_encoder(path, sentence_pooling(name, pooling), **labels)
+        return model, tokenizer
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, **labels)
     return model, tokenizer
 
 
-class _Head(torch.nn.Module):
-    """The classification head of a BERT-style sequence classifier, applied to cached [CLS] states (B, H)."""
-
-    def __init__(self, model):
-        super().__init__()
-        base = model.base_model
-        if getattr(base, "pooler", None) is None or not hasattr(model, "classifier"):
-            raise ValueError(f"train.mode: head supports BERT-style encoders (pooler + classifier); "
-                             f"{type(model).__name__} is not one: use train.mode: full")
-        self.pooler, self.dropout, self.classifier = base.pooler, model.dropout, model.classifier
-
-    def forward(self, cls_states: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.pooler(cls_states[:, None, :])))
+def _head(model) -> torch.nn.Module:
+    """The head (dropout, linear) of a head-mode model: it maps cached pooled states (B, H) to logits (B, K)."""
+    head = getattr(model, "head", None)
+    if head is None:
+        raise ValueError(f"{type(model).__name__} has no pooled head: head mode needs a model from "
+                         "load_classifier(..., mode='head')")
+    return head
 
 
 def _length_batches(texts: list[str], batch_size: int) -> list[np.ndarray]:
@@ -88,23 +110,25 @@ def _length_batches(texts: list[str], batch_size: int) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def cls_states(model, tokenizer, texts: list[str], batch_size: int = 64, max_length: int = 128,
-               progress: bool = True, cache_dir: Path | None = None) -> np.ndarray:
-    """(N, H) float32 last-layer [CLS] hidden states of the frozen encoder; cached in `cache_dir` by
-    content (encoder weights' name, max_length, texts)."""
+def encoder_states(model, tokenizer, texts: list[str], batch_size: int = 64, max_length: int = 128,
+                   progress: bool = True, cache_dir: Path | None = None) -> np.ndarray:
+    """(N, H) float32 pooled last hidden states of a head-mode model's frozen encoder (`model.pooled`);
+    cached in `cache_dir` by content (encoder weights' name, pooling, max_length, texts)."""
     path = None
     if cache_dir is not None:
-        key = hashlib.sha256("\x1f".join([str(model.config._name_or_path), str(max_length), *texts]).encode())
-        path = Path(cache_dir) / f"cls-{key.hexdigest()[:20]}.npy"
+        encoder = model.encoder.config
+        key = hashlib.sha256("\x1f".join([str(encoder._name_or_path), model.config.pooling, str(max_length),
+                                          *texts]).encode())
+        path = Path(cache_dir) / f"{model.config.pooling}-{key.hexdigest()[:20]}.npy"
         if path.exists():
             return np.load(path)
     model.eval()
     device = next(model.parameters()).device
-    states = np.zeros((len(texts), model.config.hidden_size), np.float32)
+    states = np.zeros((len(texts), model.encoder.config.hidden_size), np.float32)
     for batch in tqdm(_length_batches(texts, batch_size), desc="encode", disable=not progress, leave=False):
         enc = tokenizer([texts[i] for i in batch], truncation=True, max_length=max_length, padding=True,
                         return_tensors="pt").to(device)
-        states[batch] = model.base_model(**enc).last_hidden_state[:, 0].float().cpu().numpy()
+        states[batch] = model.pooled(**enc).float().cpu().numpy()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")
@@ -144,7 +168,7 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     valid_labels: (Nv,) int class indices of the valid texts (noisy or gold, -1 = unknown) for model
     selection, early stopping (`cfg.patience`) and temperature scaling (`cfg.calibrate`). Without valid
     items, the last epoch is kept and the temperature stays 1. `features` (head mode only): precomputed
-    `cls_states` of (texts, valid_texts), to share the encoder pass between runs.
+    `encoder_states` of (texts, valid_texts), to share the encoder pass between runs.
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -167,7 +191,7 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
 
     accelerator = _accelerator(cfg.mixed_precision)
     _set_seed(seed)
-    model, tokenizer = load_classifier(cfg.model, classes)
+    model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling)
     result = TrainedClassifier(model, tokenizer, classes=list(classes), max_length=cfg.max_length)
     valid_labels = None if valid_labels is None else np.asarray(valid_labels)
     scored = valid_texts is not None and valid_labels is not None and (valid_labels >= 0).any()
@@ -178,21 +202,22 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
         start = time.perf_counter()
         model.to(accelerator.device)
         if features is None:
-            train_x = cls_states(model, tokenizer, texts, cfg.batch_size * 2, cfg.max_length, progress, cache_dir)
-            valid_x = cls_states(model, tokenizer, valid_texts, cfg.batch_size * 2, cfg.max_length, progress,
-                                 cache_dir) if scored else None
+            train_x = encoder_states(model, tokenizer, texts, cfg.batch_size * 2, cfg.max_length, progress,
+                                     cache_dir)
+            valid_x = encoder_states(model, tokenizer, valid_texts, cfg.batch_size * 2, cfg.max_length, progress,
+                                     cache_dir) if scored else None
         else:
             train_x, valid_x = features
         result.embed_seconds = time.perf_counter() - start
         train_x = torch.tensor(np.asarray(train_x, dtype=np.float32)[keep])
         valid_x = torch.tensor(np.asarray(valid_x, dtype=np.float32)) if scored else None
         model.requires_grad_(False)
-        nets = [_Head(model)]
+        nets = [_head(model)]
         if coteach:
-            peer = copy.deepcopy(model)
+            peer = copy.deepcopy(nets[0])
             torch.manual_seed(seed + 1)
             peer.classifier.reset_parameters()
-            nets.append(_Head(peer))
+            nets.append(peer)
         for net in nets:
             net.requires_grad_(True)
 
@@ -294,6 +319,12 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
         logits = valid_logits(final) if head else _logits(result.model, tokenizer, valid_texts, cfg.batch_size * 2,
                                                            cfg.max_length, progress=False)
         result.temperature = fit_temperature(logits, valid_labels)
+        missing = [c for k, c in enumerate(classes) if not (valid_labels == k).any()]
+        if cfg.calibration == "vector" and missing:
+            log.warning("train.calibration: vector needs valid labels of every class (none for %s); "
+                        "using the temperature", ", ".join(missing))
+        elif cfg.calibration == "vector":
+            result.vector_scale, result.vector_bias = fit_vector_scaling(logits, valid_labels)
     return result
 
 
@@ -321,25 +352,32 @@ def predict_logits(clf: TrainedClassifier, texts: list[str], batch_size: int = 6
 
 def predict_proba(clf: TrainedClassifier, texts: list[str], batch_size: int = 64, max_length: int | None = None,
                   temperature: float | None = None, progress: bool = True) -> np.ndarray:
-    """(N, K) class probabilities softmax(logits / T); T is the classifier's fitted temperature unless given."""
+    """(N, K) calibrated class probabilities (`clf.calibrated_proba`), or softmax(logits / temperature) when
+    a temperature is given."""
     logits = _logits(clf.model, clf.tokenizer, texts, batch_size, max_length or clf.max_length, progress)
-    return scaled_proba(logits, clf.temperature if temperature is None else temperature)
+    return clf.calibrated_proba(logits) if temperature is None else scaled_proba(logits, temperature)
 
 
 def save_classifier(clf: TrainedClassifier, path: Path, extra: dict | None = None) -> None:
-    """Hugging Face `save_pretrained` (model + tokenizer; id2label holds the class names) plus
-    `labelpipe.json` with the classes, temperature and max_length."""
+    """Hugging Face `save_pretrained` (model + tokenizer; id2label holds the class names; a head-mode model
+    also gets its code file and `auto_map`) plus `labelpipe.json` with the classes, temperature and
+    max_length."""
     path = Path(path)
     clf.model.save_pretrained(path)
     clf.tokenizer.save_pretrained(path)
     meta = {"format": "labelpipe-classifier", "version": 1, "classes": clf.classes,
-            "temperature": clf.temperature, "max_length": clf.max_length, **(extra or {})}
+            "temperature": clf.temperature, "calibration": clf.calibration, "max_length": clf.max_length,
+            **(extra or {})}
+    if clf.vector_scale is not None:
+        meta.update(vector_scale=np.asarray(clf.vector_scale).tolist(), vector_bias=np.asarray(clf.vector_bias).tolist())
     (path / MODEL_META).write_text(json.dumps(meta, indent=2))
 
 
 def load_trained(path: Path) -> TrainedClassifier:
     """A classifier saved by `save_classifier` (a run folder's `model/`)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .pooled_model import PooledEncoderConfig, PooledEncoderForSequenceClassification
 
     path = Path(path)
     meta_path = path / MODEL_META
@@ -354,19 +392,24 @@ def load_trained(path: Path) -> TrainedClassifier:
         raise LabelpipeError(f"{meta_path}: not valid JSON ({err.msg})") from None
     if meta.get("format") != "labelpipe-classifier":
         raise LabelpipeError(f"{meta_path}: not a labelpipe classifier (format {meta.get('format')!r})")
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    if json.loads((path / "config.json").read_text()).get("model_type") == PooledEncoderConfig.model_type:
+        model = PooledEncoderForSequenceClassification.from_pretrained(path)  # our code, not the folder's copy
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(path)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, config=model.config)  # no second look at config.json's auto_map
+    vector = meta.get("calibration") == "vector"
     return TrainedClassifier(model, tokenizer, classes=list(meta["classes"]),
                              temperature=float(meta.get("temperature", 1.0)),
-                             max_length=int(meta.get("max_length", 128)))
-
-
+                             max_length=int(meta.get("max_length", 128)),
+                             vector_scale=np.asarray(meta["vector_scale"]) if vector else None,
+                             vector_bias=np.asarray(meta["vector_bias"]) if vector else None)
 
 
 @torch.no_grad()
 def head_logits(clf: TrainedClassifier, states: np.ndarray) -> np.ndarray:
-    """(N, K) logits of a classifier's head on cached `cls_states` (N, H): the same numbers as the full
-    model on the texts, without running the encoder again."""
-    head = _Head(clf.model).eval()
+    """(N, K) logits of a head-mode classifier on its cached `encoder_states` (N, H): the same numbers as
+    the full model on the texts, without running the encoder again."""
+    head = _head(clf.model).eval()
     device = next(head.parameters()).device
     return head(torch.tensor(np.asarray(states, dtype=np.float32), device=device)).float().cpu().numpy()

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from pipeline.calibration import fit_temperature, nll, reliability_bins, reliability_svg, scaled_proba
+from pipeline.calibration import (
+    fit_temperature,
+    fit_vector_scaling,
+    nll,
+    reliability_bins,
+    reliability_svg,
+    scaled_proba,
+)
 from pipeline.metrics import expected_calibration_error
 
 
@@ -29,6 +36,22 @@ def test_fit_temperature_ignores_unknown_labels_and_defaults_to_one():
     logits_more = np.concatenate([logits, np.zeros((100, logits.shape[1]))])
     assert fit_temperature(logits_more, with_unknown) == pytest.approx(fit_temperature(logits, labels), rel=1e-3)
     assert fit_temperature(logits, -np.ones(len(labels), int)) == 1.0
+
+
+def test_fit_vector_scaling_recovers_a_class_bias_that_a_temperature_cannot():
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 2, size=(6000, 3))
+    scale, bias = np.array([0.5, 0.8, 0.4]), np.array([0.0, 1.0, -1.0])  # e.g. label noise toward class 1
+    labels = np.array([rng.choice(3, p=row) for row in scaled_proba(z * scale + bias)])
+    w, b = fit_vector_scaling(z, labels, l2=1e-4)
+    np.testing.assert_allclose(w, scale, atol=0.06)
+    np.testing.assert_allclose(b - b.mean(), bias - bias.mean(), atol=0.12)  # softmax ignores a common shift
+    assert nll(z * w + b, labels) < nll(z, labels, fit_temperature(z, labels)) - 0.02
+    known = np.concatenate([labels[:300], -np.ones(50, int)])
+    w_unknown, _ = fit_vector_scaling(np.concatenate([z[:300], np.zeros((50, 3))]), known)
+    np.testing.assert_allclose(w_unknown, fit_vector_scaling(z[:300], labels[:300])[0], rtol=1e-3)
+    w, b = fit_vector_scaling(z, -np.ones(len(z), int))
+    assert w.tolist() == [1, 1, 1] and b.tolist() == [0, 0, 0]
 
 
 def test_scaled_proba_rows_sum_to_one_and_keep_argmax():

@@ -44,14 +44,39 @@ def test_run_writes_metrics_before_after_calibration_and_report(trained_run):
     assert meta["classes"] == CLASSES and meta["temperature"] == pytest.approx(test["temperature"])
 
 
-def test_transformers_loads_the_saved_model(trained_run):
+def test_transformers_loads_the_saved_head_model_with_its_code(trained_run):
+    """Head mode saves a pooled-encoder classifier with its code file and auto_map: the Auto class gives the
+    same logits as labelpipe's own loader."""
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(trained_run / "model")
-    tok = AutoTokenizer.from_pretrained(trained_run / "model")
+    from pipeline.train import load_trained, predict_logits
+
+    folder = trained_run / "model"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["pooling"] == "mean" and (folder / config["auto_map"]["AutoModelForSequenceClassification"]
+                                            .split(".")[0]).with_suffix(".py").is_file()
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     assert [model.config.id2label[i] for i in range(4)] == CLASSES
-    logits = model(**tok(["a sunny day with rain later"], return_tensors="pt")).logits
-    assert logits.shape == (1, 4)
+    texts = ["a sunny day with rain later", "the new phone is fast"]
+    with torch.no_grad():
+        logits = model(**tok(texts, padding=True, return_tensors="pt")).logits.numpy()
+    np.testing.assert_allclose(logits, predict_logits(load_trained(folder), texts, progress=False), atol=1e-5)
+
+
+def test_predict_reproduces_the_training_time_calibrated_probabilities(trained_run, tmp_path):
+    items = pd.read_parquet(trained_run / "items.parquet")
+    expected = pd.read_parquet(trained_run / "predictions.parquet")  # head logits on cached states / T
+    src = tmp_path / "in.csv"
+    items[["id", "text"]].to_csv(src, index=False)
+    result = CliRunner().invoke(app, ["predict", str(trained_run), "--input", str(src), "--output",
+                                      str(tmp_path / "out.csv"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out["id"].astype(str)) == list(expected["id"].astype(str))
+    np.testing.assert_allclose(out[[f"p_{c}" for c in CLASSES]].to_numpy(),
+                               expected[[f"p_{k}" for k in range(len(CLASSES))]].to_numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])

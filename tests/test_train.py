@@ -1,13 +1,25 @@
+import json
 import time
 
 import numpy as np
 import pytest
 import torch
 
+from pipeline.calibration import scaled_proba
 from pipeline.config import TrainConfig, parse_config
 from pipeline.errors import ConfigError
 from pipeline.losses import coteaching_select, make_loss
-from pipeline.train import cls_states, fine_tune, head_logits, load_classifier, predict_logits, predict_proba
+from pipeline.models import sentence_pooling
+from pipeline.train import (
+    encoder_states,
+    fine_tune,
+    head_logits,
+    load_classifier,
+    load_trained,
+    predict_logits,
+    predict_proba,
+    save_classifier,
+)
 
 CLASSES = ["sports", "tech", "food"]
 TEXTS = ["the team won the match", "a great goal in the final", "the striker scored twice", "the coach praised the defence",
@@ -74,11 +86,32 @@ def test_coteaching_select_swaps_small_loss_items():
     assert sorted(for_b.tolist()) == [0, 2]
 
 
+def test_sentence_pooling_follows_the_sentence_transformers_modules(tmp_path):
+    assert sentence_pooling("default") == "mean"  # all-MiniLM-L6-v2's 1_Pooling/config.json
+    assert sentence_pooling("default", "cls") == "cls"
+    (tmp_path / "plain").mkdir()
+    assert sentence_pooling(str(tmp_path / "plain")) == "mean"  # no sentence-transformers modules
+    st = tmp_path / "st"
+    (st / "1_Pooling").mkdir(parents=True)
+    (st / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (st / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True,
+                                                            "pooling_mode_mean_tokens": False}))
+    assert sentence_pooling(str(st)) == "cls"
+    (st / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_sqrt_len_tokens": True}))
+    with pytest.raises(ValueError, match="set train.pooling"):
+        sentence_pooling(str(st))
+    assert sentence_pooling(str(st), "max") == "max"
+
+
 def test_config_rejects_unknown_loss_and_mode():
     with pytest.raises(ConfigError, match="train.loss"):
         parse_config({"data": {"path": "x.csv"}, "train": {"loss": "focal"}})
     with pytest.raises(ConfigError, match="train.mode"):
         parse_config({"data": {"path": "x.csv"}, "train": {"mode": "half"}})
+    with pytest.raises(ConfigError, match="train.pooling"):
+        parse_config({"data": {"path": "x.csv"}, "train": {"pooling": "sum"}})
 
 
 # ---- training with the real MiniLM ----
@@ -103,10 +136,29 @@ def test_head_mode_learns_is_fast_reproducible_and_calibrated():
     np.testing.assert_allclose(pa.sum(1), 1.0, rtol=1e-6)
 
 
-def test_head_logits_on_cached_states_equal_the_full_model():
-    clf = fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, _head_cfg(head_epochs=2), seed=0, progress=False)
-    states = cls_states(clf.model, clf.tokenizer, VALID, max_length=32, progress=False)
+@pytest.mark.parametrize("pooling", ["auto", "cls", "max"])
+def test_head_logits_on_cached_states_equal_the_full_model(pooling):
+    clf = fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, _head_cfg(head_epochs=2, pooling=pooling), seed=0,
+                    progress=False)
+    assert clf.model.config.pooling == ("mean" if pooling == "auto" else pooling)
+    states = encoder_states(clf.model, clf.tokenizer, VALID, max_length=32, progress=False)
     np.testing.assert_allclose(head_logits(clf, states), predict_logits(clf, VALID, progress=False), atol=1e-4)
+
+
+def test_vector_scaling_is_saved_and_predict_uses_it(tmp_path):
+    clf = fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, _head_cfg(head_epochs=3, calibration="vector"),
+                    valid_texts=TEXTS, valid_labels=Y, seed=0, progress=False)
+    assert clf.calibration == "vector" and clf.vector_scale.shape == (3,) and clf.vector_bias.shape == (3,)
+    logits = predict_logits(clf, VALID, progress=False)
+    expected = scaled_proba(logits * clf.vector_scale + clf.vector_bias)
+    np.testing.assert_allclose(predict_proba(clf, VALID, progress=False), expected, atol=1e-6)
+    save_classifier(clf, tmp_path / "model")
+    back = load_trained(tmp_path / "model")
+    assert back.calibration == "vector" and back.temperature == pytest.approx(clf.temperature)
+    np.testing.assert_allclose(predict_proba(back, VALID, progress=False), expected, atol=1e-5)
+    no_food = fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, _head_cfg(head_epochs=2, calibration="vector"),
+                        valid_texts=TEXTS[:8], valid_labels=Y[:8], seed=0, progress=False)
+    assert no_food.calibration == "temperature"  # a class without valid labels: keep the temperature
 
 
 def test_early_stopping_and_weight_zero_items():
@@ -177,12 +229,21 @@ def test_choose_valid_labels_auto_takes_gold_only_when_there_is_enough():
         choose_valid_labels("gold", no_gold, targets, weights)
 
 
-def test_cls_states_keep_the_input_order_with_length_sorted_batches():
-    model, tok = load_classifier("default", CLASSES)
+def test_encoder_states_keep_the_input_order_and_are_the_sentence_transformers_embedding():
+    from sentence_transformers import SentenceTransformer
+
+    from pipeline.models import resolve_encoder
+
+    model, tok = load_classifier("default", CLASSES, mode="head")
+    assert model.config.pooling == "mean"  # all-MiniLM-L6-v2's own pooling
     texts = VALID + ["a", "a much longer sentence about the weather and the sea and the mountains"]
-    one = cls_states(model, tok, texts, batch_size=1, max_length=32, progress=False)
-    np.testing.assert_allclose(cls_states(model, tok, texts, batch_size=2, max_length=32, progress=False), one,
+    one = encoder_states(model, tok, texts, batch_size=1, max_length=32, progress=False)
+    np.testing.assert_allclose(encoder_states(model, tok, texts, batch_size=2, max_length=32, progress=False), one,
                                atol=1e-4)
+    st = SentenceTransformer(resolve_encoder("default"), device="cpu")
+    st.max_seq_length = 32
+    normalized = one / np.linalg.norm(one, axis=1, keepdims=True)
+    np.testing.assert_allclose(normalized, st.encode(texts, convert_to_numpy=True), atol=1e-5)
 
 
 def test_full_mode_and_coteaching_are_repeatable_with_a_seed():
