@@ -42,6 +42,11 @@ GOLD0 = {
     "snorkel_mc:l2=0.3": lambda: MatrixCompletion(l2=0.3),
     "snorkel_mc:l2=3": lambda: MatrixCompletion(l2=3.0),
     "snorkel_mc:abstain=model": lambda: MatrixCompletion(abstain="model"),
+    **{f"snorkel_mc:rel/l2={v:g}": (lambda v=v: MatrixCompletion(penalty="relative", l2=v))
+       for v in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)},
+    "snorkel_mc:abstain=model/prior=em": lambda: MatrixCompletion(abstain="model", prior="em"),
+    "snorkel_mc:abstain=ignore": lambda: MatrixCompletion(abstain="ignore"),
+    "snorkel_mc:init=majority": lambda: MatrixCompletion(init="majority"),
     "dawid_skene": lambda: DawidSkene(),
     "dawid_skene:init=mc": lambda: DawidSkene(init="snorkel_mc"),
     "majority": lambda: make_label_model("majority"),

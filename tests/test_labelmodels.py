@@ -39,6 +39,10 @@ def test_matrix_completion_recovers_accuracies_without_gold():
     est = np.array(mc.report(votes)["labeler_accuracy"])
     assert np.abs(est - acc).max() < 0.06
     assert (mc.predict(votes) == y).mean() > 0.85
+    rel = MatrixCompletion(prior="em", l2=1e-3, penalty="relative").fit(votes, 3)
+    assert np.abs(np.array(rel.report(votes)["labeler_accuracy"]) - acc).max() < 0.06
+    with pytest.raises(ValueError, match="penalty"):
+        MatrixCompletion(penalty="l1")
 
 
 @pytest.mark.parametrize("name", NAMES)
