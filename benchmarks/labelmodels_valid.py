@@ -51,10 +51,23 @@ GOLD0 = {
     "dawid_skene:init=mc": lambda: DawidSkene(init="snorkel_mc"),
     "majority": lambda: make_label_model("majority"),
 }
-CANDIDATES = ("snorkel_mc", "dawid_skene", "majority", "stacker", "best_labeler", "posterior_stacker")
+CANDIDATES = ("snorkel_mc", "dawid_skene", "majority", "stacker", "best_labeler", "posterior_stacker",
+              "stacker:C=1", "posterior_stacker:C=1")
 RULES = {  # name: (scoring, repeats, candidates)
-    f"{s}/r{r}/{c}": (s, r, CANDIDATES[:5] if c == "old" else CANDIDATES)
-    for s in ("accuracy", "balanced_accuracy", "log_loss", "balanced_log_loss") for r in (1, 5) for c in ("old", "new")}
+    f"{s}/r{r}/{c}": (s, r, {"old": CANDIDATES[:5], "new": CANDIDATES[:6], "newC": CANDIDATES,
+                             "C1": CANDIDATES[:3] + ("stacker:C=1", "best_labeler", "posterior_stacker:C=1")}[c])
+    for s in ("accuracy", "balanced_accuracy", "log_loss", "balanced_log_loss") for r in (1, 5)
+    for c in ("old", "new", "newC", "C1")}
+
+
+def make(auto, name, gold_free):
+    """auto's candidate `name`, or a stacker with another C ("stacker:C=1")."""
+    if ":C=" in name:
+        base, c = name.split(":C=")
+        model = auto._make(base, gold_free)
+        model.C = float(c)
+        return model
+    return auto._make(name, gold_free)
 
 
 def gold0(bench, variants) -> dict:
@@ -82,7 +95,7 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
         votes = bench.votes[fit]
         gold = np.full(len(fit), -1)
         gold[np.searchsorted(fit, chosen)] = bench.gold[chosen]
-        auto = AutoLabelModel(candidates=CANDIDATES)
+        auto = AutoLabelModel()
         labeled = np.flatnonzero(gold >= 0)
         gold_free = make_label_model("snorkel_mc").fit(votes, k)
         split_rng = np.random.default_rng(0)
@@ -91,7 +104,7 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for c in CANDIDATES:
-                model = auto._make(c, gold_free).fit(votes, k, gold=gold)
+                model = make(auto, c, gold_free).fit(votes, k, gold=gold)
                 vr = bench.votes[rest]
                 final[c] = score(bench.gold[rest], with_prior_rule(model.predict(vr), vr, model.class_prior_),
                                  bench.positive)
@@ -102,7 +115,7 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
                     for part in parts:
                         masked = gold.copy()
                         masked[part] = -1
-                        proba[part] = auto._make(c, gold_free).fit(votes, k, gold=masked).predict_proba(votes[part])
+                        proba[part] = make(auto, c, gold_free).fit(votes, k, gold=masked).predict_proba(votes[part])
                     oof[c].append(proba[labeled])
         for rule, (scoring, reps, cands) in RULES.items():
             cv = {c: np.mean([cv_score(p, gold[labeled], scoring, k) for p in oof[c][:reps]]) for c in cands}

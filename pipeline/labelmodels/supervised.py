@@ -15,12 +15,13 @@ def _require_gold(gold: np.ndarray | None) -> np.ndarray:
 
 class VoteStacker(LabelModel):
     """L2 logistic regression (strength 1/C) on the one-hot votes (N, M*K), fitted on the gold items only.
+    C = 1 was chosen on the valid splits (50 gold items: C = 0.1 0.467, C = 1 0.581 mean over 7 sets).
 
     Learns which labelers (and which of their votes) to trust, including ones worse than chance.
     `class_prior_` is the smoothed gold class frequency (or the given prior).
     """
 
-    def __init__(self, C: float = 0.1):
+    def __init__(self, C: float = 1.0):
         self.C = C
 
     def fit(self, votes, n_classes, gold=None, class_prior=None):
@@ -87,10 +88,11 @@ class PosteriorStacker(LabelModel):
     W = 0, a = 1, b = 0 is the base model itself, so the penalty shrinks toward the gold-free posterior
     (a and b, a temperature and a class offset, are not penalized). `base` is fitted once without gold
     (its posterior uses no labels). Learned: `base_model_`, `scale_` (a), `bias_` (K,), `weights_` (M*K, K),
-    `class_prior_` (K,) (the base prior, or the given one).
+    `class_prior_` (K,) (the base prior, or the given one). C = 1 was chosen on the valid splits (50 gold
+    items: C = 0.1 0.630, C = 1 0.641 mean over 7 sets).
     """
 
-    def __init__(self, base: str = "snorkel_mc", C: float = 0.1, base_model: LabelModel | None = None):
+    def __init__(self, base: str = "snorkel_mc", C: float = 1.0, base_model: LabelModel | None = None):
         self.base = base
         self.C = C
         self.base_model = base_model  # an already fitted gold-free base model to reuse (cross-validation)
