@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from labelmodels import load, score, with_prior_rule  # noqa: E402
+from labelmodels import ANCHORS, load, score, with_prior_rule  # noqa: E402
 
 from pipeline.labelmodels import AutoLabelModel, DawidSkene, MatrixCompletion, make_label_model  # noqa: E402
 from pipeline.labelmodels.auto import cv_score  # noqa: E402
@@ -77,6 +77,10 @@ def gold0(bench, variants) -> dict:
     for name in variants:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if name in ANCHORS:  # Snorkel / crowd-kit, as in benchmarks/labelmodels.py
+                out[name] = score(bench.gold[valid], ANCHORS[name](bench.votes[fit], None, bench.n_classes,
+                                                                   bench.votes[valid]), bench.positive)
+                continue
             model = GOLD0[name]().fit(bench.votes[fit], bench.n_classes)
             pred = with_prior_rule(model.predict(bench.votes[valid]), bench.votes[valid], model.class_prior_)
         out[name] = score(bench.gold[valid], pred, bench.positive)

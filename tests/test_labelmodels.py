@@ -103,6 +103,9 @@ def test_gold_clamps_dawid_skene_and_moves_estimates():
     assert np.abs(np.array(ds.report(votes)["labeler_accuracy"]) - acc).max() < 0.05
     mc = MatrixCompletion().fit(votes, 3, gold=gold)
     assert (mc.predict(votes) == y).mean() > 0.85
+    np.testing.assert_allclose(mc.class_prior_, 1 / 3)  # prior="uniform" holds with gold too
+    em = MatrixCompletion(prior="em").fit(votes, 3, gold=gold)
+    assert not np.allclose(em.class_prior_, 1 / 3) and np.isclose(em.class_prior_.sum(), 1)
 
 
 def test_class_prior_is_used():

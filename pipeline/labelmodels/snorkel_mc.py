@@ -31,8 +31,9 @@ class MatrixCompletion(LabelModel):
     annotators (on the valid splits it did not beat the default: benchmarks/labelmodels_valid.py gold0).
 
     `gold` anchors the estimate: the gold items' vote counts are added to mu's columns with `gold_weight`
-    times their count, against `prior_strength` pseudo-items per class for the unsupervised estimate, and
-    the class prior becomes half the majority-vote shares, half the gold frequencies. Learned: `mu_`
+    times their count, against `prior_strength` pseudo-items per class for the unsupervised estimate; the
+    class prior stays uniform (prior="em": EM starts from half the majority-vote shares, half the gold
+    frequencies, with the gold items clamped). Learned: `mu_`
     (M*K, K), `confusion_` (M, K, K), `vote_rate_` (M, K, K), `abstain_rate_` (M, K), `class_prior_` (K,).
     """
 
@@ -72,7 +73,7 @@ class MatrixCompletion(LabelModel):
         tot = shares.sum(axis=1, keepdims=True)
         post = np.where(tot > 0, shares / np.maximum(tot, 1e-12), 0.0)
         prior = fixed
-        if prior is None and self.prior == "uniform" and gold is None:
+        if prior is None and self.prior == "uniform":  # with gold too (a gold-mixed prior: valid 0.604 vs 0.633)
             prior = np.full(k, 1.0 / k)
         if prior is None:
             prior = (post.sum(axis=0) + 1.0) / (post.sum() + k)
