@@ -4,7 +4,8 @@ Usage: python benchmarks/labelmodels_valid.py gold0 --json OUT      # gold-free 
        python benchmarks/labelmodels_valid.py gold50 --json OUT     # auto's CV rules: 50 valid gold, score the rest
 
 The seven WRENCH/prompted sets (babe and llmbar have no valid split). gold0: each variant is fitted on the
-fit set (train; spouse: all items) and scored on valid. gold50: for each of `--seeds` draws (seeds 100+),
+fit set (train; spouse: all items) and scored on valid (`--variants` may also name the benchmark's anchors,
+e.g. anchor:snorkel or anchor:crowdkit_glad). gold50: for each of `--seeds` draws (seeds 100+),
 50 valid items get their gold label, every candidate of `auto` is fitted with them and scored on the other
 valid items, and its repeated-CV out-of-fold posteriors on the 50 are kept; each selection rule
 (scoring x repeats x candidate set) then picks a candidate per draw, and its valid score is reported;
