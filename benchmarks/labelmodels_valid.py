@@ -9,7 +9,9 @@ e.g. anchor:snorkel or anchor:crowdkit_glad). gold50: for each of `--seeds` draw
 50 valid items get their gold label, every candidate of `auto` is fitted with them and scored on the other
 valid items, and its repeated-CV out-of-fold posteriors on the 50 are kept; each selection rule
 (scoring x repeats x candidate set) then picks a candidate per draw, and its valid score is reported;
-"auto_default" is AutoLabelModel() as shipped (= rule balanced_log_loss/r1/C1).
+"pool/<scoring>" mixes the C1 candidates with weights fitted on their out-of-fold posteriors (one repeat);
+"auto_default" is AutoLabelModel() as shipped (= pool/log_loss; the first shipped rule was
+balanced_log_loss/r1/C1).
 Metric as in benchmarks/labelmodels.py (spam F1 on the sms sets, else accuracy).
 """
 
@@ -34,7 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from labelmodels import ANCHORS, load, score, with_prior_rule  # noqa: E402
 
 from pipeline.labelmodels import AutoLabelModel, DawidSkene, MatrixCompletion, make_label_model  # noqa: E402
-from pipeline.labelmodels.auto import cv_score  # noqa: E402
+from pipeline.labelmodels.auto import cv_score, pool_weights  # noqa: E402
 
 SETS = ["wrench/youtube", "wrench/sms", "wrench/trec", "wrench/semeval", "prompted/youtube", "prompted/sms",
         "prompted/spouse"]
@@ -88,6 +90,10 @@ def gold0(bench, variants) -> dict:
     return out
 
 
+POOL = ("snorkel_mc", "dawid_skene", "majority", "stacker:C=1", "best_labeler", "posterior_stacker:C=1")
+POOL_SCORINGS = ("log_loss", "balanced_log_loss")
+
+
 def gold50(bench, seeds: int, repeats: int = 5) -> dict:
     k = bench.n_classes
     picks: dict[str, list[float]] = {r: [] for r in RULES}
@@ -107,7 +113,7 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
         gold_free = make_label_model("snorkel_mc").fit(votes, k)
         split_rng = np.random.default_rng(0)
         splits = [np.array_split(split_rng.permutation(labeled), 5) for _ in range(repeats)]
-        final, oof = {}, {}
+        final, oof, fproba, fprior = {}, {}, {}, {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for c in CANDIDATES:
@@ -115,6 +121,7 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
                 vr = bench.votes[rest]
                 final[c] = score(bench.gold[rest], with_prior_rule(model.predict(vr), vr, model.class_prior_),
                                  bench.positive)
+                fproba[c], fprior[c] = model.predict_proba(vr), np.asarray(model.class_prior_)
                 cand_scores[c].append(final[c])
                 oof[c] = []
                 for parts in splits:
@@ -133,6 +140,14 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
             best = max(cands, key=lambda c: (cv[c], -cands.index(c)))
             picks[rule].append(final[best])
             chosen_names[rule].append(best)
+        for scoring in POOL_SCORINGS:  # a linear pool of the C1 candidates, weights fitted on their OOF posteriors
+            w = pool_weights([oof[c][:1] for c in POOL], gold[labeled], scoring, k)
+            proba = sum(wi * fproba[c] for wi, c in zip(w, POOL))
+            prior = sum(wi * fprior[c] for wi, c in zip(w, POOL))
+            vr = bench.votes[rest]
+            picks.setdefault(f"pool/{scoring}", []).append(
+                score(bench.gold[rest], with_prior_rule(proba.argmax(axis=1), vr, prior), bench.positive))
+            chosen_names.setdefault(f"pool/{scoring}", []).append(" ".join(f"{x:.2f}" for x in w))
     return {"rules": {r: float(np.mean(v)) for r, v in picks.items()}, "auto_default": float(np.mean(auto_scores)),
             "picked": chosen_names, "candidates": {c: float(np.mean(v)) for c, v in cand_scores.items()}}
 

@@ -165,10 +165,19 @@ def test_auto_with_a_rare_class_does_not_pick_a_model_that_never_predicts_it():
     votes = np.stack([np.where(rng.random(n) < a, y, 1 - y) for a in (0.85, 0.8, 0.75)] + [np.zeros(n, int)], axis=1)
     gold = np.full(n, -1)
     gold[:50] = y[:50]
-    auto = AutoLabelModel().fit(votes, 2, gold=gold)
-    pred = auto.predict(votes[50:])
-    assert auto.selected_ != "best_labeler" and pred[y[50:] == 1].mean() > 0.4, auto.cv_scores_
-    assert auto.report(votes)["cv_scoring"] == "balanced_log_loss"
+    for auto in (AutoLabelModel().fit(votes, 2, gold=gold),
+                 AutoLabelModel(combine="select", scoring="balanced_log_loss").fit(votes, 2, gold=gold)):
+        pred = auto.predict(votes[50:])
+        assert pred[y[50:] == 1].mean() > 0.4, (auto.weights_, auto.cv_scores_)
+        assert auto.weights_.get("best_labeler", 0) < 0.5
+    pooled = AutoLabelModel().fit(votes, 2, gold=gold)
+    report = pooled.report(votes)
+    assert report["selected"] == "pool" and report["cv_scoring"] == "log_loss"
+    assert np.isclose(sum(report["weights"].values()), 1) and set(report["weights"]) <= set(pooled.candidates)
+    proba = pooled.predict_proba(votes)
+    assert np.allclose(proba.sum(axis=1), 1) and np.isclose(pooled.class_prior_.sum(), 1)
+    with pytest.raises(ValueError, match="combine"):
+        AutoLabelModel(combine="vote")
 
 
 # --- bad input ---------------------------------------------------------------------------------------------
