@@ -10,8 +10,7 @@ e.g. anchor:snorkel or anchor:crowdkit_glad). gold50: for each of `--seeds` draw
 valid items, and its repeated-CV out-of-fold posteriors on the 50 are kept; each selection rule
 (scoring x repeats x candidate set) then picks a candidate per draw, and its valid score is reported;
 "pool/<scoring>" mixes the C1 candidates with weights fitted on their out-of-fold posteriors (one repeat);
-"auto_default" is AutoLabelModel() as shipped (= pool/log_loss; the first shipped rule was
-balanced_log_loss/r1/C1).
+"auto_default" is AutoLabelModel() as shipped (= balanced_log_loss/r1/C1).
 Metric as in benchmarks/labelmodels.py (spam F1 on the sms sets, else accuracy).
 """
 

@@ -166,11 +166,12 @@ def test_auto_with_a_rare_class_does_not_pick_a_model_that_never_predicts_it():
     gold = np.full(n, -1)
     gold[:50] = y[:50]
     for auto in (AutoLabelModel().fit(votes, 2, gold=gold),
-                 AutoLabelModel(combine="select", scoring="balanced_log_loss").fit(votes, 2, gold=gold)):
+                 AutoLabelModel(combine="pool", scoring="balanced_log_loss").fit(votes, 2, gold=gold)):
         pred = auto.predict(votes[50:])
         assert pred[y[50:] == 1].mean() > 0.4, (auto.weights_, auto.cv_scores_)
         assert auto.weights_.get("best_labeler", 0) < 0.5
-    pooled = AutoLabelModel().fit(votes, 2, gold=gold)
+    assert AutoLabelModel().fit(votes, 2, gold=gold).report(votes)["cv_scoring"] == "balanced_log_loss"
+    pooled = AutoLabelModel(combine="pool", scoring="log_loss").fit(votes, 2, gold=gold)
     report = pooled.report(votes)
     assert report["selected"] == "pool" and report["cv_scoring"] == "log_loss"
     assert np.isclose(sum(report["weights"].values()), 1) and set(report["weights"]) <= set(pooled.candidates)
