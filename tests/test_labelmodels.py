@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from pipeline.labelmodels import LABEL_MODELS, AutoLabelModel, DawidSkene, MatrixCompletion, make_label_model
-from pipeline.labelmodels.supervised import BestLabeler, VoteStacker
+from pipeline.labelmodels.auto import cv_score
+from pipeline.labelmodels.supervised import BestLabeler, PosteriorStacker, VoteStacker
 
 NAMES = sorted(LABEL_MODELS)
 
@@ -38,6 +39,10 @@ def test_matrix_completion_recovers_accuracies_without_gold():
     est = np.array(mc.report(votes)["labeler_accuracy"])
     assert np.abs(est - acc).max() < 0.06
     assert (mc.predict(votes) == y).mean() > 0.85
+    rel = MatrixCompletion(prior="em", l2=1e-3, penalty="relative").fit(votes, 3)
+    assert np.abs(np.array(rel.report(votes)["labeler_accuracy"]) - acc).max() < 0.06
+    with pytest.raises(ValueError, match="penalty"):
+        MatrixCompletion(penalty="l1")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -98,6 +103,9 @@ def test_gold_clamps_dawid_skene_and_moves_estimates():
     assert np.abs(np.array(ds.report(votes)["labeler_accuracy"]) - acc).max() < 0.05
     mc = MatrixCompletion().fit(votes, 3, gold=gold)
     assert (mc.predict(votes) == y).mean() > 0.85
+    np.testing.assert_allclose(mc.class_prior_, 1 / 3)  # prior="uniform" holds with gold too
+    em = MatrixCompletion(prior="em").fit(votes, 3, gold=gold)
+    assert not np.allclose(em.class_prior_, 1 / 3) and np.isclose(em.class_prior_.sum(), 1)
 
 
 def test_class_prior_is_used():
@@ -109,11 +117,68 @@ def test_class_prior_is_used():
 
 def test_supervised_models_need_gold():
     votes, y, _ = generate(n=200)
-    for cls in (VoteStacker, BestLabeler):
+    for cls in (VoteStacker, BestLabeler, PosteriorStacker):
         with pytest.raises(ValueError, match="gold"):
             cls().fit(votes, 3)
     gold = np.where(np.arange(200) < 50, y, -1)
     assert BestLabeler().fit(votes, 3, gold=gold).labeler_ == 0
+
+
+def test_cv_score_balanced_scores_do_not_reward_the_majority_class():
+    y = np.array([0] * 45 + [1] * 5)
+    always_0 = np.tile([0.9, 0.1], (50, 1))
+    finds_1 = np.where((y == 1)[:, None] | (np.arange(50) >= 39)[:, None], [0.2, 0.8], [0.8, 0.2])  # 6 false alarms
+    assert cv_score(always_0, y, "accuracy", 2) > cv_score(finds_1, y, "accuracy", 2)
+    for scoring in ("balanced_accuracy", "balanced_log_loss"):
+        assert cv_score(finds_1, y, scoring, 2) > cv_score(always_0, y, scoring, 2), scoring
+    assert cv_score(np.tile([1.0, 0.0], (50, 1)), y, "log_loss", 2) == pytest.approx(0.1 * np.log(0.01))
+    with pytest.raises(ValueError, match="scoring"):
+        AutoLabelModel(scoring="f1")
+
+
+def test_posterior_stacker_corrects_the_gold_free_model_toward_the_gold():
+    # the colluding labelers of the adversarial test: the gold-free posterior follows them, the vote weights
+    # learned on 60 gold items overrule them; with a huge penalty the weights stay at zero
+    rng = np.random.default_rng(1)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    bad = np.where(rng.random(n) < 0.8, 1 - y, y)
+    votes = np.stack([bad, bad, np.where(rng.random(n) < 0.95, bad, 1 - bad),
+                      np.where(rng.random(n) < 0.8, y, 1 - y), np.where(rng.random(n) < 0.75, y, 1 - y)], axis=1)
+    gold = np.full(n, -1)
+    gold[:60] = y[:60]
+    base = MatrixCompletion().fit(votes, 2)
+    ps = PosteriorStacker().fit(votes, 2, gold=gold)
+    assert (ps.predict(votes[60:]) == y[60:]).mean() > (base.predict(votes[60:]) == y[60:]).mean() + 0.2
+    stiff = PosteriorStacker(C=1e-8, base_model=base).fit(votes, 2, gold=gold)
+    assert np.abs(stiff.weights_).max() < 1e-4 and stiff.base_model_ is base
+    proba = stiff.predict_proba(votes)
+    assert proba.shape == (n, 2) and np.allclose(proba.sum(axis=1), 1)
+
+
+def test_auto_with_a_rare_class_does_not_pick_a_model_that_never_predicts_it():
+    # a rare class (10%) that three decent labelers find; the labeler that always says "common" is right 90%
+    # (the Bayes rule for accuracy finds about half of the rare items: those all three labelers flag)
+    rng = np.random.default_rng(4)
+    n = 3000
+    y = (rng.random(n) < 0.1).astype(int)
+    votes = np.stack([np.where(rng.random(n) < a, y, 1 - y) for a in (0.85, 0.8, 0.75)] + [np.zeros(n, int)], axis=1)
+    gold = np.full(n, -1)
+    gold[:50] = y[:50]
+    for auto in (AutoLabelModel().fit(votes, 2, gold=gold),
+                 AutoLabelModel(combine="pool", scoring="balanced_log_loss").fit(votes, 2, gold=gold)):
+        pred = auto.predict(votes[50:])
+        assert pred[y[50:] == 1].mean() > 0.4, (auto.weights_, auto.cv_scores_)
+        assert auto.weights_.get("best_labeler", 0) < 0.5
+    assert AutoLabelModel().fit(votes, 2, gold=gold).report(votes)["cv_scoring"] == "balanced_log_loss"
+    pooled = AutoLabelModel(combine="pool", scoring="log_loss").fit(votes, 2, gold=gold)
+    report = pooled.report(votes)
+    assert report["selected"] == "pool" and report["cv_scoring"] == "log_loss"
+    assert np.isclose(sum(report["weights"].values()), 1) and set(report["weights"]) <= set(pooled.candidates)
+    proba = pooled.predict_proba(votes)
+    assert np.allclose(proba.sum(axis=1), 1) and np.isclose(pooled.class_prior_.sum(), 1)
+    with pytest.raises(ValueError, match="combine"):
+        AutoLabelModel(combine="vote")
 
 
 # --- bad input ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import LabelModel, encode_votes, gold_agreement
+from .base import LabelModel, encode_votes, gold_agreement, softmax_rows
 
 
 def _require_gold(gold: np.ndarray | None) -> np.ndarray:
@@ -15,12 +15,13 @@ def _require_gold(gold: np.ndarray | None) -> np.ndarray:
 
 class VoteStacker(LabelModel):
     """L2 logistic regression (strength 1/C) on the one-hot votes (N, M*K), fitted on the gold items only.
+    C = 1 was chosen on the valid splits (50 gold items: C = 0.1 0.467, C = 1 0.581 mean over 7 sets).
 
     Learns which labelers (and which of their votes) to trust, including ones worse than chance.
     `class_prior_` is the smoothed gold class frequency (or the given prior).
     """
 
-    def __init__(self, C: float = 0.1):
+    def __init__(self, C: float = 1.0):
         self.C = C
 
     def fit(self, votes, n_classes, gold=None, class_prior=None):
@@ -52,7 +53,8 @@ class VoteStacker(LabelModel):
 
 class BestLabeler(LabelModel):
     """The single labeler with the highest accuracy on the gold items it voted on (ties: more votes, then
-    the lower index), smoothed by one hit and one miss; where it abstains, the gold prior's top class."""
+    the lower index), smoothed by one hit and one miss. `predict_proba` gives its vote that smoothed accuracy
+    (the rest spread evenly over the other classes); where it abstains, the gold class prior."""
 
     def fit(self, votes, n_classes, gold=None, class_prior=None):
         x, gold, fixed = self._start_fit(votes, n_classes, gold, class_prior)
@@ -71,7 +73,65 @@ class BestLabeler(LabelModel):
         x = encode_votes(votes, k)
         own = x[:, self.labeler_ * k:(self.labeler_ + 1) * k].toarray().astype(float)
         tot = own.sum(axis=1, keepdims=True)
-        return np.where(tot > 0, own / np.maximum(tot, 1e-12), self.class_prior_)
+        acc = max(float(self.accuracy_[self.labeler_]), 1.0 / k)  # right with its smoothed gold accuracy
+        spread = own / np.maximum(tot, 1e-12) * acc + (1 - own / np.maximum(tot, 1e-12)) * (1 - acc) / (k - 1)
+        return np.where(tot > 0, spread, self.class_prior_)
 
     def predict(self, votes):
         return self.predict_proba(votes).argmax(axis=1)
+
+
+class PosteriorStacker(LabelModel):
+    """The gold-free `base` model corrected on the gold items: logits = a * log P_base(y | votes) + b + x W,
+    with x (N, M*K) the one-hot votes, fitted by L-BFGS on the gold items' log loss plus ||W||^2 / (2 C).
+
+    W = 0, a = 1, b = 0 is the base model itself, so the penalty shrinks toward the gold-free posterior
+    (a and b, a temperature and a class offset, are not penalized). `base` is fitted once without gold
+    (its posterior uses no labels). Learned: `base_model_`, `scale_` (a), `bias_` (K,), `weights_` (M*K, K),
+    `class_prior_` (K,) (the base prior, or the given one). C = 1 was chosen on the valid splits (50 gold
+    items: C = 0.1 0.630, C = 1 0.641 mean over 7 sets).
+    """
+
+    def __init__(self, base: str = "snorkel_mc", C: float = 1.0, base_model: LabelModel | None = None):
+        self.base = base
+        self.C = C
+        self.base_model = base_model  # an already fitted gold-free base model to reuse (cross-validation)
+
+    def _base_logits(self, votes) -> np.ndarray:
+        return np.log(np.clip(self.base_model_.predict_proba(votes), 1e-6, 1.0))
+
+    def fit(self, votes, n_classes, gold=None, class_prior=None):
+        from scipy import optimize
+
+        from . import make_label_model
+
+        x, gold, fixed = self._start_fit(votes, n_classes, gold, class_prior)
+        gold, k, mk = _require_gold(gold), self.n_classes_, x.shape[1]
+        self.base_model_ = self.base_model or make_label_model(self.base).fit(votes, k, class_prior=class_prior)
+        has = np.flatnonzero(gold >= 0)
+        xg, lg, y = x[has].astype(np.float64), self._base_logits(np.asarray(votes)[has]), np.eye(k)[gold[has]]
+        lam = 1.0 / self.C
+
+        def loss(theta):
+            a, b, w = theta[0], theta[1:k + 1], theta[k + 1:].reshape(mk, k)
+            z = a * lg + b + np.asarray(xg @ w)
+            z -= z.max(axis=1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            r = np.exp(logp) - y  # d nll / d z
+            f = -(y * logp).sum() + 0.5 * lam * (w * w).sum()
+            g = np.concatenate([[(r * lg).sum()], r.sum(axis=0), (np.asarray(xg.T @ r) + lam * w).ravel()])
+            return f, g
+
+        theta0 = np.concatenate([[1.0], np.zeros(k), np.zeros(mk * k)])
+        res = optimize.minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
+        self.scale_, self.bias_ = float(res.x[0]), res.x[1:k + 1]
+        self.weights_ = res.x[k + 1:].reshape(mk, k)
+        self.class_prior_ = fixed if fixed is not None else self.base_model_.class_prior_
+        return self
+
+    def predict_proba(self, votes):
+        """(N, K) the corrected posterior."""
+        self._check_labelers(votes)
+        x = encode_votes(votes, self.n_classes_)
+        z = self.scale_ * self._base_logits(votes) + self.bias_ + np.asarray(x @ self.weights_)
+        return softmax_rows(z)

@@ -1,0 +1,172 @@
+"""Development runs for the label models on the VALID splits only (issue 3): never looks at test labels.
+
+Usage: python benchmarks/labelmodels_valid.py gold0 --json OUT      # gold-free variants: fit train, score valid
+       python benchmarks/labelmodels_valid.py gold50 --json OUT     # auto's CV rules: 50 valid gold, score the rest
+
+The seven WRENCH/prompted sets (babe and llmbar have no valid split). gold0: each variant is fitted on the
+fit set (train; spouse: all items) and scored on valid (`--variants` may also name the benchmark's anchors,
+e.g. anchor:snorkel or anchor:crowdkit_glad). gold50: for each of `--seeds` draws (seeds 100+),
+50 valid items get their gold label, every candidate of `auto` is fitted with them and scored on the other
+valid items, and its repeated-CV out-of-fold posteriors on the 50 are kept; each selection rule
+(scoring x repeats x candidate set) then picks a candidate per draw, and its valid score is reported;
+"pool/<scoring>" mixes the C1 candidates with weights fitted on their out-of-fold posteriors (one repeat);
+"auto_default" is AutoLabelModel() as shipped (= balanced_log_loss/r1/C1).
+Metric as in benchmarks/labelmodels.py (spam F1 on the sms sets, else accuracy).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from labelmodels import ANCHORS, load, score, with_prior_rule  # noqa: E402
+
+from pipeline.labelmodels import AutoLabelModel, DawidSkene, MatrixCompletion, make_label_model  # noqa: E402
+from pipeline.labelmodels.auto import cv_score, pool_weights  # noqa: E402
+
+SETS = ["wrench/youtube", "wrench/sms", "wrench/trec", "wrench/semeval", "prompted/youtube", "prompted/sms",
+        "prompted/spouse"]
+GOLD0 = {
+    "snorkel_mc": lambda: MatrixCompletion(),
+    "snorkel_mc:prior=em": lambda: MatrixCompletion(prior="em"),
+    "snorkel_mc:l2=0.3": lambda: MatrixCompletion(l2=0.3),
+    "snorkel_mc:l2=3": lambda: MatrixCompletion(l2=3.0),
+    "snorkel_mc:abstain=model": lambda: MatrixCompletion(abstain="model"),
+    **{f"snorkel_mc:rel/l2={v:g}": (lambda v=v: MatrixCompletion(penalty="relative", l2=v))
+       for v in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)},
+    "snorkel_mc:abstain=model/prior=em": lambda: MatrixCompletion(abstain="model", prior="em"),
+    "snorkel_mc:abstain=ignore": lambda: MatrixCompletion(abstain="ignore"),
+    "snorkel_mc:init=majority": lambda: MatrixCompletion(init="majority"),
+    "dawid_skene": lambda: DawidSkene(),
+    "dawid_skene:init=mc": lambda: DawidSkene(init="snorkel_mc"),
+    "majority": lambda: make_label_model("majority"),
+}
+CANDIDATES = ("snorkel_mc", "dawid_skene", "majority", "stacker:C=0.1", "best_labeler", "posterior_stacker:C=0.1",
+              "stacker:C=1", "posterior_stacker:C=1")
+RULES = {  # name: (scoring, repeats, candidates)
+    f"{s}/r{r}/{c}": (s, r, {"old": CANDIDATES[:5], "new": CANDIDATES[:6], "newC": CANDIDATES,
+                             "C1": CANDIDATES[:3] + ("stacker:C=1", "best_labeler", "posterior_stacker:C=1")}[c])
+    for s in ("accuracy", "balanced_accuracy", "log_loss", "balanced_log_loss") for r in (1, 5)
+    for c in ("old", "new", "newC", "C1")}
+
+
+def make(auto, name, gold_free):
+    """auto's candidate `name`, or a stacker with another C ("stacker:C=1")."""
+    if ":C=" in name:
+        base, c = name.split(":C=")
+        model = auto._make(base, gold_free)
+        model.C = float(c)
+        return model
+    return auto._make(name, gold_free)
+
+
+def gold0(bench, variants) -> dict:
+    fit, valid = bench.fit, bench.pool
+    out = {}
+    for name in variants:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if name in ANCHORS:  # Snorkel / crowd-kit, as in benchmarks/labelmodels.py
+                out[name] = score(bench.gold[valid], ANCHORS[name](bench.votes[fit], None, bench.n_classes,
+                                                                   bench.votes[valid]), bench.positive)
+                continue
+            model = GOLD0[name]().fit(bench.votes[fit], bench.n_classes)
+            pred = with_prior_rule(model.predict(bench.votes[valid]), bench.votes[valid], model.class_prior_)
+        out[name] = score(bench.gold[valid], pred, bench.positive)
+    return out
+
+
+POOL = ("snorkel_mc", "dawid_skene", "majority", "stacker:C=1", "best_labeler", "posterior_stacker:C=1")
+POOL_SCORINGS = ("log_loss", "balanced_log_loss")
+
+
+def gold50(bench, seeds: int, repeats: int = 5) -> dict:
+    k = bench.n_classes
+    picks: dict[str, list[float]] = {r: [] for r in RULES}
+    chosen_names: dict[str, list[str]] = {r: [] for r in RULES}
+    cand_scores: dict[str, list[float]] = {c: [] for c in CANDIDATES}
+    auto_scores: list[float] = []
+    for draw in range(seeds):
+        rng = np.random.default_rng(100 + draw)
+        chosen = rng.choice(bench.pool, size=50, replace=False)
+        fit = np.union1d(bench.fit, chosen)
+        rest = np.setdiff1d(bench.pool, chosen)
+        votes = bench.votes[fit]
+        gold = np.full(len(fit), -1)
+        gold[np.searchsorted(fit, chosen)] = bench.gold[chosen]
+        auto = AutoLabelModel()
+        labeled = np.flatnonzero(gold >= 0)
+        gold_free = make_label_model("snorkel_mc").fit(votes, k)
+        split_rng = np.random.default_rng(0)
+        splits = [np.array_split(split_rng.permutation(labeled), 5) for _ in range(repeats)]
+        final, oof, fproba, fprior = {}, {}, {}, {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for c in CANDIDATES:
+                model = make(auto, c, gold_free).fit(votes, k, gold=gold)
+                vr = bench.votes[rest]
+                final[c] = score(bench.gold[rest], with_prior_rule(model.predict(vr), vr, model.class_prior_),
+                                 bench.positive)
+                fproba[c], fprior[c] = model.predict_proba(vr), np.asarray(model.class_prior_)
+                cand_scores[c].append(final[c])
+                oof[c] = []
+                for parts in splits:
+                    proba = np.zeros((len(gold), k))
+                    for part in parts:
+                        masked = gold.copy()
+                        masked[part] = -1
+                        proba[part] = make(auto, c, gold_free).fit(votes, k, gold=masked).predict_proba(votes[part])
+                    oof[c].append(proba[labeled])
+            shipped = AutoLabelModel().fit(votes, k, gold=gold)  # the default itself
+            vr = bench.votes[rest]
+            auto_scores.append(score(bench.gold[rest], with_prior_rule(shipped.predict(vr), vr, shipped.class_prior_),
+                                     bench.positive))
+        for rule, (scoring, reps, cands) in RULES.items():
+            cv = {c: np.mean([cv_score(p, gold[labeled], scoring, k) for p in oof[c][:reps]]) for c in cands}
+            best = max(cands, key=lambda c: (cv[c], -cands.index(c)))
+            picks[rule].append(final[best])
+            chosen_names[rule].append(best)
+        for scoring in POOL_SCORINGS:  # a linear pool of the C1 candidates, weights fitted on their OOF posteriors
+            w = pool_weights([oof[c][:1] for c in POOL], gold[labeled], scoring, k)
+            proba = sum(wi * fproba[c] for wi, c in zip(w, POOL))
+            prior = sum(wi * fprior[c] for wi, c in zip(w, POOL))
+            vr = bench.votes[rest]
+            picks.setdefault(f"pool/{scoring}", []).append(
+                score(bench.gold[rest], with_prior_rule(proba.argmax(axis=1), vr, prior), bench.positive))
+            chosen_names.setdefault(f"pool/{scoring}", []).append(" ".join(f"{x:.2f}" for x in w))
+    return {"rules": {r: float(np.mean(v)) for r, v in picks.items()}, "auto_default": float(np.mean(auto_scores)),
+            "picked": chosen_names, "candidates": {c: float(np.mean(v)) for c, v in cand_scores.items()}}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=["gold0", "gold50"])
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--datasets", default=",".join(SETS))
+    ap.add_argument("--variants", default=",".join(GOLD0))
+    ap.add_argument("--seeds", type=int, default=5)
+    args = ap.parse_args(argv)
+    out = {}
+    for name in args.datasets.split(","):
+        bench = load(name)
+        out[name] = (gold0(bench, args.variants.split(",")) if args.mode == "gold0" else gold50(bench, args.seeds))
+        print(name, json.dumps(out[name] if args.mode == "gold0" else out[name]["candidates"]), flush=True)
+    Path(args.json).write_text(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()
