@@ -1,6 +1,7 @@
 """End-model benchmark: robust losses, head vs full fine-tuning, temperature scaling.
 
-Trains, in one run, on the majority-vote labels of ../shared/datasets/wrench/{youtube,sms,trec,semeval}
+Trains, in one run, on the aggregated labels of ../shared/datasets/wrench/{youtube,sms,trec,semeval}
+(the aggregate stage's default label model fitted on the train votes; `--label-model majority` for MV)
 and on the Mixtral few-shot labels of ../shared/datasets/llm/semeval-mixtral-fewshot, with each loss
 (same encoder, same epochs, several seeds), plus a line trained on the gold labels (the ceiling).
 Model selection, early stopping and the temperature use the valid split: gold valid labels by default
@@ -37,15 +38,16 @@ sys.path.insert(0, str(ROOT))
 from pipeline.calibration import scaled_proba  # noqa: E402
 from pipeline.config import DataConfig, TrainConfig  # noqa: E402
 from pipeline.data import load_items  # noqa: E402
-from pipeline.labelmodels import make_label_model  # noqa: E402
+from pipeline.labelmodels import DEFAULT_METHOD, LABEL_MODELS, make_label_model  # noqa: E402
 from pipeline.metrics import expected_calibration_error  # noqa: E402
 
 DATASETS = ["trec", "semeval-mixtral", "youtube", "semeval", "sms"]
 LOSSES = ["ce", "soft_ce", "gce", "sce", "elr", "coteaching"]
 
 
-def load_dataset(name: str, root: Path) -> dict:
-    """texts/gold per split, noisy train targets (N, K) and weights (N,) (0 = no labeler voted)."""
+def load_dataset(name: str, root: Path, label_model: str = DEFAULT_METHOD) -> dict:
+    """texts/gold per split, noisy train targets (N, K) and weights (N,) (0 = no labeler voted); the WRENCH
+    sets' targets are the posteriors of `label_model` fitted on the train votes (no gold)."""
     if name == "semeval-mixtral":
         folder = root / "llm" / "semeval-mixtral-fewshot"
         mapping = json.loads((root / "wrench" / "semeval" / "label.json").read_text())
@@ -64,7 +66,8 @@ def load_dataset(name: str, root: Path) -> dict:
     frame, classes = loaded.frame, loaded.classes
     votes = frame[loaded.annotation_columns].to_numpy(np.int64)
     split = frame["split"].to_numpy()
-    model = make_label_model("majority", tie_break="prior", seed=0).fit(votes[split == "train"], len(classes))
+    params = {"tie_break": "prior"} if label_model == "majority" else {}
+    model = make_label_model(label_model, seed=0, **params).fit(votes[split == "train"], len(classes))
     out = {"classes": classes}
     for s in ("train", "valid", "test"):
         m = split == s
@@ -103,6 +106,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--no-gold", action="store_true", help="skip the gold-label ceiling line")
     ap.add_argument("--valid", choices=["gold", "noisy"], default="gold")
+    ap.add_argument("--label-model", default=DEFAULT_METHOD, choices=sorted(LABEL_MODELS),
+                    help="label model that aggregates the WRENCH votes into training targets")
     ap.add_argument("--calibration", choices=["temperature", "vector"], default="temperature",
                     help="vector: also fit vector scaling on valid and report score_vector / ece_vector beside the "
                          "temperature-scaled figures")
@@ -141,7 +146,7 @@ def main() -> None:
     if not root.exists():
         sys.exit(f"datasets not found: {root}")
     t0 = time.perf_counter()
-    data = {name: load_dataset(name, root) for name in args.datasets}
+    data = {name: load_dataset(name, root, args.label_model) for name in args.datasets}
     if args.limit:
         for d in data.values():
             for s in ("train", "valid", "test"):
