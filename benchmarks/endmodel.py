@@ -224,6 +224,8 @@ def main() -> None:
                "epochs_run": len(clf.history), "best_epoch": clf.best_epoch,
                "valid_accuracy": max((h.get("valid_accuracy", float("nan")) for h in clf.history), default=None),
                "loss_params": clf.loss_params, "search_points": len(clf.search), "search_seconds": clf.search_seconds,
+               "search": [{"params": r["params"], "valid_accuracy": r["valid_accuracy"], "best_epoch": r["best_epoch"]}
+                          for r in clf.search],
                "run_seconds": time.perf_counter() - start}
         if args.calibration == "vector":  # the option beside the default: score and ECE after vector scaling
             vec = clf.calibrated_proba(logits)
