@@ -8,6 +8,11 @@ Model selection, early stopping and the temperature use the valid split: gold va
 (the WRENCH protocol; `--valid noisy` uses the noisy labels instead). Reports test accuracy (binary F1
 of "spam" for sms), ECE (15 bins) before/after temperature scaling and seconds per training epoch;
 `--calibration vector` adds the score and ECE after vector scaling (the `train.calibration` option).
+The loss's own hyper-parameters are chosen on the same valid labels from a small grid
+(`train.loss_search`, `pipeline.losses.LOSS_GRIDS`; default `auto`: in head mode, not in full mode;
+`--loss-search off` trains every loss with its paper default). `seconds_per_epoch` is the chosen run's
+own epoch time (the search excluded); `search_seconds` is the wall time of the whole search (every grid
+point's training, valid scoring included).
 
     python benchmarks/endmodel.py --mode head --json out.json            # CPU: frozen encoder + linear head
     python benchmarks/endmodel.py --mode full --json out.json            # GPU: full fine-tuning
@@ -111,6 +116,8 @@ def main() -> None:
     ap.add_argument("--calibration", choices=["temperature", "vector"], default="temperature",
                     help="vector: also fit vector scaling on valid and report score_vector / ece_vector beside the "
                          "temperature-scaled figures")
+    ap.add_argument("--loss-search", choices=["auto", "on", "off"], default="auto",
+                    help="train.loss_search: grid search of the loss's hyper-parameters on valid (auto: head mode)")
     ap.add_argument("--model", default="default", help="encoder (HF id or local path)")
     ap.add_argument("--epochs", type=int, default=3, help="full-mode epochs")
     ap.add_argument("--head-epochs", type=int, default=40)
@@ -201,7 +208,7 @@ def main() -> None:
             targets, weights = d["train"]["targets"], d["train"]["weights"]
         valid_labels = d["valid"]["gold"] if args.valid == "gold" else d["valid"]["noisy_hard"]
         cfg = TrainConfig(model=args.model, mode=args.mode, pooling=args.pooling, calibration=args.calibration,
-                          loss=loss, epochs=args.epochs,
+                          loss=loss, epochs=args.epochs, loss_search=args.loss_search,
                           head_epochs=args.head_epochs, batch_size=args.batch_size, max_length=args.max_length,
                           valid_labels=args.valid)
         start = time.perf_counter()
@@ -220,6 +227,10 @@ def main() -> None:
                "ece_floor_calibrated": ece_floor(cal),
                "temperature": clf.temperature, "seconds_per_epoch": clf.seconds_per_epoch,
                "epochs_run": len(clf.history), "best_epoch": clf.best_epoch,
+               "valid_accuracy": max((h.get("valid_accuracy", float("nan")) for h in clf.history), default=None),
+               "loss_params": clf.loss_params, "search_points": len(clf.search), "search_seconds": clf.search_seconds,
+               "search": [{"params": r["params"], "valid_accuracy": r["valid_accuracy"], "best_epoch": r["best_epoch"]}
+                          for r in clf.search],
                "run_seconds": time.perf_counter() - start}
         if args.calibration == "vector":  # the option beside the default: score and ECE after vector scaling
             vec = clf.calibrated_proba(logits)
@@ -230,7 +241,9 @@ def main() -> None:
         results.append(row)
         print(f"[{name}] {labels:10s} {loss:10s} seed {seed}: score {row['score']:.4f} ECE {row['ece']:.4f} -> "
               f"{row['ece_calibrated']:.4f} (T={clf.temperature:.2f}) {row['seconds_per_epoch']:.3f}s/epoch "
-              f"epochs {row['epochs_run']}", flush=True)
+              f"epochs {row['epochs_run']}"
+              + (f" {clf.loss_params} (search of {len(clf.search)}: {clf.search_seconds:.1f}s)" if clf.search else ""),
+              flush=True)
         Path(args.json).write_text(json.dumps({"results": results, "config": vars(args),
                                                "embed_seconds": embed_seconds}, indent=1))
     for name in args.full_timing_datasets if args.full_timing else []:
@@ -285,10 +298,17 @@ def markdown_table(out: dict) -> str:
     scaling, the calibrated ECE floor, seconds per epoch and best epoch."""
     frame = pd.DataFrame(out["results"])
     vector = "score_vector" in frame
+    search = "search_seconds" in frame
     extra = " score, vector scaling | ECE, vector scaling | ECE floor, vector |" if vector else ""
+    extra += " chosen parameters (seeds) | search s |" if search else ""
     lines = ["| dataset | labels | loss | seeds | score | ECE | ECE calibrated | ECE floor | s / epoch | best epoch |"
-             + extra, "|---|---|---|---|---|---|---|---|---|---|" + "---|" * (3 * vector)]
+             + extra, "|---|---|---|---|---|---|---|---|---|---|" + "---|" * (3 * vector + 2 * search)]
     order = {name: i for i, name in enumerate(LOSSES)}
+
+    def chosen(g: pd.DataFrame) -> str:
+        counts = pd.Series([", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                                      for k, v in sorted(p.items())) for p in g["loss_params"]]).value_counts()
+        return "; ".join(f"{p or 'default'} ×{n}" for p, n in counts.items()) if len(g) else "–"
 
     def floor(g: pd.DataFrame) -> str:
         return f"{g['ece_floor_calibrated'].mean():.3f}" if "ece_floor_calibrated" in g else "–"
@@ -301,7 +321,8 @@ def markdown_table(out: dict) -> str:
                      f"{g['ece_calibrated'].mean():.3f} | {floor(g)} | "
                      f"{g['seconds_per_epoch'].mean():.2f} | {g['best_epoch'].mean():.1f} |"
                      + (f" {g['score_vector'].mean():.3f} | {g['ece_vector'].mean():.3f} | "
-                        f"{g['ece_floor_vector'].mean():.3f} |" if vector else ""))
+                        f"{g['ece_floor_vector'].mean():.3f} |" if vector else "")
+                     + (f" {chosen(g)} | {g['search_seconds'].mean():.1f} |" if search else ""))
     for t in out.get("timing", []):
         lines.append(f"\nfull fine-tuning, {t['dataset']}: {t['seconds_measured']:.1f} s for {t['items_timed']} "
                      f"items -> {t['seconds_per_epoch']:.0f} s per epoch of {t['train_items']} items"

@@ -141,6 +141,13 @@ class TrainConfig(Section):
     pooling: Literal["auto", "mean", "cls", "max"] = "auto"
     loss: Literal["ce", "soft_ce", "gce", "sce", "elr", "coteaching"] = "soft_ce"
     loss_params: dict[str, Any] = Field(default_factory=dict)  # e.g. gce q, elr beta/lam, coteaching forget_rate
+    # model selection of the loss's own hyper-parameters on the valid split (the same valid labels as early
+    # stopping): one training per grid point, the best valid accuracy wins. auto: on in head mode (cheap), off
+    # in full mode (one fine-tuning per point). Parameters set in loss_params stay fixed and are not searched.
+    loss_search: Literal["auto", "on", "off"] = "auto"
+    # the grid, sklearn ParameterGrid style ({param: [values]} or a list of such dicts); null = the loss's
+    # default grid (pipeline.losses.LOSS_GRIDS)
+    loss_grid: dict[str, list[Any]] | list[dict[str, list[Any]]] | None = None
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(5e-5, gt=0)

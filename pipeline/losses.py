@@ -15,6 +15,18 @@ gives the unweighted per-item losses (co-teaching ranks items by them).
   model's predictions for item i (Liu et al., NeurIPS 2020), beta=0.7, lam=3.
 - `coteaching`: a training mode (see `pipeline.train`): two networks, each updated on the items its peer
   finds small-loss under `base` (default soft_ce); `coteaching_select` is the selection rule.
+
+`LOSS_PARAMS` names each loss's own hyper-parameters, `LOSS_GRIDS` the small grids that
+`pipeline.loss_search` tries on the valid split (sklearn `ParameterGrid` form; the paper's default first,
+so that a tie keeps it):
+- gce q in {0.7, 0.4, 0.1}: 0.7 is the paper's setting; smaller q moves toward CE (q -> 0), which a
+  linear head on frozen features may need (q = 1, MAE, underfits).
+- sce (alpha, beta) in {(0.1, 1), (0.01, 1), (1, 1), (6, 0.1), (10, 1)}: the paper's CIFAR-10, MNIST,
+  balanced, CIFAR-100 and Clothing1M settings (A = -4 kept).
+- elr beta in {0.7, 0.9} x lam in {3, 1, 7}: the paper's CIFAR-10 (0.7, 3) and CIFAR-100 (0.9, 7)
+  settings and the low end (1) of its lam range.
+- coteaching forget_rate in {0.2, 0.1, 0.45}: the paper sets it to the noise rate (its 20% and 45%
+  settings) and ramps it up over the first epochs; 0.1 for cleaner labels and minority classes.
 """
 
 from __future__ import annotations
@@ -103,6 +115,15 @@ class EarlyLearningRegularization(Loss):
 LOSSES = {"ce": HardCrossEntropy, "soft_ce": SoftCrossEntropy, "gce": GeneralizedCrossEntropy,
           "sce": SymmetricCrossEntropy, "elr": EarlyLearningRegularization}
 TRAINING_MODES = {"coteaching"}
+LOSS_PARAMS = {"ce": (), "soft_ce": (), "gce": ("q",), "sce": ("alpha", "beta", "log_clip"), "elr": ("beta", "lam"),
+               "coteaching": ("forget_rate", "ramp_epochs", "base")}
+LOSS_GRIDS: dict[str, dict | list[dict]] = {
+    "gce": {"q": [0.7, 0.4, 0.1]},
+    "sce": [{"alpha": [0.1], "beta": [1.0]}, {"alpha": [0.01], "beta": [1.0]}, {"alpha": [1.0], "beta": [1.0]},
+            {"alpha": [6.0], "beta": [0.1]}, {"alpha": [10.0], "beta": [1.0]}],
+    "elr": {"beta": [0.7, 0.9], "lam": [3.0, 1.0, 7.0]},
+    "coteaching": {"forget_rate": [0.2, 0.1, 0.45]},
+}
 
 
 def make_loss(name: str, n_items: int, n_classes: int, **params) -> Loss:

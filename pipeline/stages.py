@@ -294,7 +294,7 @@ def train_stage(run: Run) -> dict:
                     valid_texts=[t for t, m in zip(texts, valid) if m] or None, valid_labels=valid_labels,
                     seed=run.cfg.seed, progress=run.progress,
                     features=(states[train], states[valid]) if states is not None else None)
-    extra = {"mode": cfg.mode, "loss": cfg.loss}
+    extra = {"mode": cfg.mode, "loss": cfg.loss, "loss_params": clf.loss_params}
     if cfg.mode == "head":
         extra["pooling"] = clf.model.config.pooling
     save_classifier(clf, run.path("model"), extra=extra)
@@ -306,6 +306,7 @@ def train_stage(run: Run) -> dict:
     return {"epochs": len(clf.history), "best_epoch": clf.best_epoch, "temperature": clf.temperature,
             "calibration": clf.calibration,
             "seconds_per_epoch": clf.seconds_per_epoch, "mode": cfg.mode, "loss": cfg.loss,
+            "loss_params": clf.loss_params, "loss_search": clf.search, "search_seconds": clf.search_seconds,
             "valid_labels": valid_source, "history": clf.history}
 
 

@@ -13,7 +13,9 @@ Two modes (`train.mode`):
 Losses from `pipeline.losses`; `loss: coteaching` trains two networks that pick each other's
 small-loss items. Model selection and early stopping on the valid split (noisy labels or gold),
 then temperature scaling on the same valid labels (`pipeline.calibration`); `train.calibration: vector`
-adds vector scaling (a scale and a bias per class), used instead of the temperature.
+adds vector scaling (a scale and a bias per class), used instead of the temperature. The loss's own
+hyper-parameters (gce q, sce alpha/beta, elr beta/lam, co-teaching forget rate) are chosen on the same
+valid labels from a small grid (`pipeline.loss_search`; by default in head mode only).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class TrainedClassifier:
     best_epoch: int | None = None
     vector_scale: np.ndarray | None = None  # (K,) and (K,): vector scaling, used instead of the temperature
     vector_bias: np.ndarray | None = None
+    loss_params: dict = field(default_factory=dict)  # the loss's hyper-parameters used (searched or given)
+    search: list[dict] = field(default_factory=list)  # `train.loss_search`: one record per grid point tried
+    search_seconds: float = 0.0  # wall time of the whole search (every grid point's training), 0 without one
 
     @property
     def calibration(self) -> str:
@@ -169,8 +174,13 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     selection, early stopping (`cfg.patience`) and temperature scaling (`cfg.calibrate`). Without valid
     items, the last epoch is kept and the temperature stays 1. `features` (head mode only): precomputed
     `encoder_states` of (texts, valid_texts), to share the encoder pass between runs.
+
+    With `cfg.loss_search` on (`auto`: in head mode) and a loss with hyper-parameters, trains once per grid
+    point and returns the one with the best valid accuracy (`loss_search.LossParamSearch`).
     """
     from transformers import get_linear_schedule_with_warmup
+
+    from .loss_search import LossParamSearch, candidate_params, search_enabled
 
     targets, weights = np.asarray(targets, dtype=np.float32), np.asarray(weights, dtype=np.float32)
     if len(texts) != len(targets) or len(texts) != len(weights):
@@ -178,6 +188,20 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     keep = np.flatnonzero(weights > 0)
     if len(keep) == 0:
         raise ValueError("no training items: every item has weight 0 (no labeler covered any train item)")
+    valid_labels = None if valid_labels is None else np.asarray(valid_labels)
+    scored = valid_texts is not None and valid_labels is not None and (valid_labels >= 0).any()
+    if search_enabled(cfg):
+        candidates = candidate_params(cfg)
+        if len(candidates) > 1 and scored:
+            return LossParamSearch(cfg).fit(texts, targets, weights, classes, valid_texts, valid_labels, seed=seed,
+                                            progress=progress, cache_dir=cache_dir, features=features).best_estimator_
+        if len(candidates) > 1:
+            log.warning("train.loss_search: no valid labels to select on; %s keeps its default parameters", cfg.loss)
+        else:  # a one-point grid: just that point
+            cfg = cfg.model_copy(update={"loss_params": candidates[0]})
+    elif cfg.loss_grid is not None:
+        log.warning("train.loss_grid is ignored: train.loss_search is %s in %s mode (set loss_search: on)",
+                    cfg.loss_search, cfg.mode)
     head = cfg.mode == "head"
     epochs, lr = (cfg.head_epochs, cfg.head_lr) if head else (cfg.epochs, cfg.lr)
     coteach = cfg.loss == "coteaching"
@@ -192,9 +216,8 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     accelerator = _accelerator(cfg.mixed_precision)
     _set_seed(seed)
     model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling)
-    result = TrainedClassifier(model, tokenizer, classes=list(classes), max_length=cfg.max_length)
-    valid_labels = None if valid_labels is None else np.asarray(valid_labels)
-    scored = valid_texts is not None and valid_labels is not None and (valid_labels >= 0).any()
+    result = TrainedClassifier(model, tokenizer, classes=list(classes), max_length=cfg.max_length,
+                               loss_params=dict(cfg.loss_params))
 
     target_t = torch.tensor(targets[keep])
     weight_t = torch.tensor(weights[keep])

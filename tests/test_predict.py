@@ -27,7 +27,8 @@ def trained_run(tmp_path_factory):
     cfg = parse_config({"name": "t", "output_dir": str(tmp / "runs"), "seed": 0,
                         "data": {"path": str(tmp / "items.csv"), "classes": CLASSES},
                         "label": {"labeling_functions": [str(DEMO / "lfs.py")]},
-                        "train": {"mode": "head", "head_epochs": 10, "batch_size": 16, "max_length": 32}})
+                        "train": {"mode": "head", "head_epochs": 10, "batch_size": 16, "max_length": 32,
+                                  "loss": "gce", "loss_grid": {"q": [0.7, 0.3]}}})
     return run_pipeline(cfg, progress=False)
 
 
@@ -42,6 +43,8 @@ def test_run_writes_metrics_before_after_calibration_and_report(trained_run):
     assert "<svg" in report and "after calibration" in report and "Brier" in report
     meta = json.loads((trained_run / "model" / "labelpipe.json").read_text())
     assert meta["classes"] == CLASSES and meta["temperature"] == pytest.approx(test["temperature"])
+    assert meta["loss"] == "gce" and meta["loss_params"]["q"] in (0.7, 0.3)  # head mode searched the grid
+    assert "loss_params" in report and "search_seconds" in report
 
 
 def test_transformers_loads_the_saved_head_model_with_its_code(trained_run):
