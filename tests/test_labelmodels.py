@@ -74,15 +74,21 @@ def test_soft_probability_votes_work():
     assert (ds.predict(soft) == y).mean() > 0.85
 
 
-def test_gold_seed_anchors_adversarial_labelers():
-    # three colluding labelers that are wrong 80% of the time in the same way, two honest ones: without
-    # gold the majority story wins; a 60-item gold seed lets the auto model find the honest labelers
+def colluding_labelers(n: int = 2000):
+    """(votes (n, 5), y (n,), rng): three labelers wrong 80% of the time in the same way, two honest ones."""
     rng = np.random.default_rng(1)
-    n = 2000
     y = rng.integers(0, 2, n)
     bad = np.where(rng.random(n) < 0.8, 1 - y, y)
     votes = np.stack([bad, bad, np.where(rng.random(n) < 0.95, bad, 1 - bad),
                       np.where(rng.random(n) < 0.8, y, 1 - y), np.where(rng.random(n) < 0.75, y, 1 - y)], axis=1)
+    return votes, y, rng
+
+
+def test_gold_seed_anchors_adversarial_labelers():
+    # three colluding labelers that are wrong 80% of the time in the same way, two honest ones: without
+    # gold the majority story wins; a 60-item gold seed lets the auto model find the honest labelers
+    votes, y, rng = colluding_labelers()
+    n = len(y)
     gold = np.full(n, -1)
     seed_items = rng.choice(n, 60, replace=False)
     gold[seed_items] = y[seed_items]
@@ -139,12 +145,8 @@ def test_cv_score_balanced_scores_do_not_reward_the_majority_class():
 def test_posterior_stacker_corrects_the_gold_free_model_toward_the_gold():
     # the colluding labelers of the adversarial test: the gold-free posterior follows them, the vote weights
     # learned on 60 gold items overrule them; with a huge penalty the weights stay at zero
-    rng = np.random.default_rng(1)
-    n = 2000
-    y = rng.integers(0, 2, n)
-    bad = np.where(rng.random(n) < 0.8, 1 - y, y)
-    votes = np.stack([bad, bad, np.where(rng.random(n) < 0.95, bad, 1 - bad),
-                      np.where(rng.random(n) < 0.8, y, 1 - y), np.where(rng.random(n) < 0.75, y, 1 - y)], axis=1)
+    votes, y, rng = colluding_labelers()
+    n = len(y)
     gold = np.full(n, -1)
     gold[:60] = y[:60]
     base = MatrixCompletion().fit(votes, 2)
