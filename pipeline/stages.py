@@ -307,7 +307,7 @@ def train_stage(run: Run) -> dict:
             "calibration": clf.calibration,
             "seconds_per_epoch": clf.seconds_per_epoch, "mode": cfg.mode, "loss": cfg.loss,
             "loss_params": clf.loss_params, "loss_search": clf.search, "search_seconds": clf.search_seconds,
-            "valid_labels": valid_source, "history": clf.history}
+            "valid_labels": valid_source, "select_by": cfg.select_by, "history": clf.history}
 
 
 def evaluate_stage(run: Run) -> dict:

@@ -44,7 +44,7 @@ def test_run_writes_metrics_before_after_calibration_and_report(trained_run):
     meta = json.loads((trained_run / "model" / "labelpipe.json").read_text())
     assert meta["classes"] == CLASSES and meta["temperature"] == pytest.approx(test["temperature"])
     assert meta["loss"] == "gce" and meta["loss_params"]["q"] in (0.7, 0.3)  # head mode searched the grid
-    assert "loss_params" in report and "search_seconds" in report
+    assert "loss_params" in report and "search_seconds" in report and "select_by" in report
 
 
 def test_transformers_loads_the_saved_head_model_with_its_code(trained_run):
