@@ -82,7 +82,7 @@ def test_head_mode_searches_by_default_and_keeps_the_best_valid_point(features):
     cfg = _cfg(loss="elr", loss_grid={"lam": [3.0, 1.0, 50.0]})
     clf = _fit(cfg, features)
     assert [r["params"] for r in clf.search] == [{"lam": 3.0}, {"lam": 1.0}, {"lam": 50.0}]
-    scores = [selection_key(r, "accuracy") for r in clf.search]  # accuracy, then cross-fitted NLL
+    scores = [selection_key(r, cfg.select_by) for r in clf.search]  # by default NLL, then accuracy
     assert clf.loss_params == clf.search[scores.index(max(scores))]["params"]  # first of the best (grid order)
     assert clf.search_seconds >= sum(r["seconds"] for r in clf.search) * 0.99
     assert all(r["epochs"] == 8 and r["seconds_per_epoch"] < 1.0 for r in clf.search)
