@@ -8,6 +8,9 @@ fitted on A, and the ECE before it. Test labels are never read. Same setup as th
 otherwise (head mode on cached encoder states, the default label model's posteriors as targets, every loss
 with its search, 3 seeds).
 
+`--valid noisy` selects (and fits the temperature) on half A's noisy labels instead, the pipeline's
+default without gold; half B is still scored on gold (valid gold only, never test).
+
 Decision rule (fixed before any run): `nll` becomes the default if, over all data sets x losses x seeds, its
 mean half-B NLL is lower than `accuracy`'s and its mean half-B score is not lower by more than 0.005;
 otherwise `accuracy` stays.
@@ -61,16 +64,17 @@ def run(args) -> None:
             feats = {s: z[s] for s in ("train", "valid")}
         a, b = halves(len(d["valid"]["gold"]))
         gold = d["valid"]["gold"]
+        select_labels = gold if args.valid == "gold" else d["valid"]["noisy_hard"]  # -1: no vote, unknown
         for seed in range(args.seeds):
             for loss in args.losses:
-                cfg = TrainConfig(mode="head", loss=loss, select_by=args.select_by, valid_labels="gold")
+                cfg = TrainConfig(mode="head", loss=loss, select_by=args.select_by, valid_labels=args.valid)
                 start = time.perf_counter()
                 clf = fine_tune(d["train"]["texts"], d["train"]["targets"], d["train"]["weights"], d["classes"], cfg,
-                                valid_texts=[d["valid"]["texts"][i] for i in a], valid_labels=gold[a], seed=seed,
+                                valid_texts=[d["valid"]["texts"][i] for i in a], valid_labels=select_labels[a], seed=seed,
                                 progress=False, features=(feats["train"], feats["valid"][a]))
                 logits = head_logits(clf, feats["valid"][b])
                 cal = scaled_proba(logits, clf.temperature)
-                row = {"dataset": name, "loss": loss, "seed": seed, "select_by": args.select_by,
+                row = {"dataset": name, "loss": loss, "seed": seed, "select_by": args.select_by, "valid": args.valid,
                        "score_b": score(name, gold[b], cal), "nll_b": nll(logits, gold[b], clf.temperature),
                        "ece_b": expected_calibration_error(gold[b], cal),
                        "ece_b_raw": expected_calibration_error(gold[b], scaled_proba(logits, 1.0)),
@@ -107,6 +111,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--select-by", choices=["accuracy", "nll"])
     ap.add_argument("--json")
+    ap.add_argument("--valid", choices=["gold", "noisy"], default="gold",
+                    help="labels of half A used for selection and the temperature (half B is always scored on gold)")
     ap.add_argument("--compare", nargs="+", help="print the comparison of these JSON outputs and exit")
     ap.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
     ap.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
