@@ -118,9 +118,10 @@ def main() -> None:
                          "temperature-scaled figures")
     ap.add_argument("--loss-search", choices=["auto", "on", "off"], default="auto",
                     help="train.loss_search: grid search of the loss's hyper-parameters on valid (auto: head mode)")
-    ap.add_argument("--select-by", choices=["accuracy", "nll"], default=None,
+    ap.add_argument("--select-by", choices=["auto", "accuracy", "nll"], default=None,
                     help="train.select_by: early-stopping epoch and loss-search winner by valid accuracy or by the "
-                         "cross-fitted valid NLL after temperature scaling (default: TrainConfig's)")
+                         "cross-fitted valid NLL after temperature scaling (default: TrainConfig's auto = nll on "
+                         "gold valid labels, accuracy on noisy ones)")
     ap.add_argument("--model", default="default", help="encoder (HF id or local path)")
     ap.add_argument("--epochs", type=int, default=3, help="full-mode epochs")
     ap.add_argument("--head-epochs", type=int, default=40)
@@ -149,7 +150,14 @@ def main() -> None:
     import torch
 
     from pipeline.models import sentence_pooling
-    from pipeline.train import encoder_states, fine_tune, head_logits, load_classifier, predict_logits
+    from pipeline.train import (
+        encoder_states,
+        fine_tune,
+        head_logits,
+        load_classifier,
+        predict_logits,
+        resolve_select_by,
+    )
 
     torch.set_num_threads(args.threads)
     root = Path(args.data_root)
@@ -231,7 +239,7 @@ def main() -> None:
                "ece_floor_calibrated": ece_floor(cal),
                "temperature": clf.temperature, "seconds_per_epoch": clf.seconds_per_epoch,
                "epochs_run": len(clf.history), "best_epoch": clf.best_epoch,
-               "select_by": cfg.select_by, **_chosen_valid(clf),
+               "select_by": resolve_select_by(cfg.select_by, args.valid), **_chosen_valid(clf),
                "loss_params": clf.loss_params, "search_points": len(clf.search), "search_seconds": clf.search_seconds,
                "search": [{"params": r["params"], "valid_accuracy": r["valid_accuracy"], "valid_nll": r["valid_nll"],
                            "best_epoch": r["best_epoch"]}

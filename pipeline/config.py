@@ -157,8 +157,9 @@ class TrainConfig(Section):
     head_lr: float = Field(1e-3, gt=0)
     # model selection (the early-stopping epoch and the loss search's winner) on the valid labels: nll = the
     # valid negative log-likelihood after temperature scaling, cross-fitted (2 folds: T fitted on one half,
-    # scored on the other), accuracy ties broken by it; accuracy = valid accuracy, ties broken by that NLL
-    select_by: Literal["accuracy", "nll"] = "nll"
+    # scored on the other), accuracy as tie-break; accuracy = valid accuracy, that NLL as tie-break;
+    # auto = nll on gold valid labels, accuracy on noisy ones (what the valid-only evidence favoured)
+    select_by: Literal["auto", "accuracy", "nll"] = "auto"
     patience: int | None = Field(5, ge=1)  # early stopping: epochs without a better valid score; None = off
     # model selection, early stopping and temperature on the valid split's noisy (refined) labels or its gold
     # labels; auto: gold when at least `min_gold_valid` valid items have one, else noisy

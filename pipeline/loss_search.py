@@ -76,12 +76,13 @@ class LossParamSearch:
             cache_dir=None, features: tuple[np.ndarray, np.ndarray] | None = None) -> LossParamSearch:
         """Train on texts (N) / targets (N, K) / weights (N,) once per grid point; valid_labels (Nv,) int class
         indices (-1 = unknown), at least one known. `features`: head mode's (train, valid) encoder states."""
-        from .train import encoder_states, fine_tune, load_classifier, selection_key
+        from .train import encoder_states, fine_tune, load_classifier, resolve_select_by, selection_key
 
         valid_labels = None if valid_labels is None else np.asarray(valid_labels)
         if valid_texts is None or valid_labels is None or not (valid_labels >= 0).any():
             raise ValueError("train.loss_search needs valid items with a label to select on")
         candidates = candidate_params(self.cfg)
+        select_by = resolve_select_by(self.cfg.select_by, self.cfg.valid_labels)
         embed_seconds = 0.0
         if self.cfg.mode == "head" and features is None:  # one encoder pass, shared by every grid point
             start = time.perf_counter()
@@ -94,12 +95,13 @@ class LossParamSearch:
         start = time.perf_counter()
         self.results_, best = [], None
         for params in candidates:
-            cfg = self.cfg.model_copy(update={"loss_search": "off", "loss_params": params, "loss_grid": None})
+            cfg = self.cfg.model_copy(update={"loss_search": "off", "loss_params": params, "loss_grid": None,
+                                              "select_by": select_by})
             t0 = time.perf_counter()
             clf = fine_tune(texts, targets, weights, classes, cfg, valid_texts=valid_texts, valid_labels=valid_labels,
                             seed=seed, progress=progress, cache_dir=cache_dir, features=features)
             chosen = clf.history[clf.best_epoch - 1]
-            score = selection_key(chosen, self.cfg.select_by)
+            score = selection_key(chosen, select_by)
             self.results_.append({"params": params, "valid_accuracy": chosen["valid_accuracy"],
                                   "valid_nll": chosen["valid_nll"], "best_epoch": clf.best_epoch,
                                   "epochs": len(clf.history), "seconds": time.perf_counter() - t0,

@@ -13,7 +13,7 @@ Two modes (`train.mode`):
 Losses from `pipeline.losses`; `loss: coteaching` trains two networks that pick each other's
 small-loss items. Model selection and early stopping on the valid split (noisy labels or gold; by
 `train.select_by`: valid accuracy, or the valid NLL after a cross-fitted temperature, each the other's
-tie-break), then temperature scaling on the same valid labels (`pipeline.calibration`); `train.calibration: vector`
+tie-break; `auto`: NLL on gold valid labels, accuracy on noisy ones), then temperature scaling on the same valid labels (`pipeline.calibration`); `train.calibration: vector`
 adds vector scaling (a scale and a bias per class), used instead of the temperature. The loss's own
 hyper-parameters (gce q, sce alpha/beta, elr beta/lam, co-teaching forget rate) are chosen on the same
 valid labels from a small grid (`pipeline.loss_search`; by default in head mode only).
@@ -179,11 +179,15 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     With `cfg.loss_search` on (`auto`: in head mode) and a loss with hyper-parameters, trains once per grid
     point and returns the best one by the same criterion (`cfg.select_by`; `loss_search.LossParamSearch`).
     Each history record has the epoch's `valid_accuracy` and cross-fitted `valid_nll` (`selection_key`).
+    `cfg.select_by: auto` is resolved from `cfg.valid_labels` (gold → nll, else accuracy; the train stage
+    passes the source it actually chose).
     """
     from transformers import get_linear_schedule_with_warmup
 
     from .loss_search import LossParamSearch, candidate_params, search_enabled
 
+    if cfg.select_by == "auto":
+        cfg = cfg.model_copy(update={"select_by": resolve_select_by("auto", cfg.valid_labels)})
     targets, weights = np.asarray(targets, dtype=np.float32), np.asarray(weights, dtype=np.float32)
     if len(texts) != len(targets) or len(texts) != len(weights):
         raise ValueError(f"fine_tune: {len(texts)} texts, {len(targets)} targets, {len(weights)} weights")
@@ -356,6 +360,14 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
         elif cfg.calibration == "vector":
             result.vector_scale, result.vector_bias = fit_vector_scaling(logits, valid_labels)
     return result
+
+
+def resolve_select_by(select_by: str, valid_source: str) -> str:
+    """`train.select_by` with `auto` resolved: nll when selecting on gold valid labels, accuracy on noisy ones
+    (or when the source is not known, e.g. `valid_labels: auto` outside the pipeline's train stage)."""
+    if select_by != "auto":
+        return select_by
+    return "nll" if valid_source == "gold" else "accuracy"
 
 
 def selection_key(record: dict, select_by: str = "accuracy") -> tuple[float, float]:

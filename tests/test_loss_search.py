@@ -7,7 +7,14 @@ from pipeline.config import TrainConfig, parse_config
 from pipeline.errors import ConfigError
 from pipeline.loss_search import LossParamSearch, candidate_params, search_enabled
 from pipeline.losses import LOSS_GRIDS, LOSS_PARAMS
-from pipeline.train import encoder_states, fine_tune, head_logits, load_classifier, selection_key
+from pipeline.train import (
+    encoder_states,
+    fine_tune,
+    head_logits,
+    load_classifier,
+    resolve_select_by,
+    selection_key,
+)
 from tests.test_train import CLASSES, TEXTS, VALID, VALID_Y, Y
 
 # ---- the grid (no training) ----
@@ -82,7 +89,8 @@ def test_head_mode_searches_by_default_and_keeps_the_best_valid_point(features):
     cfg = _cfg(loss="elr", loss_grid={"lam": [3.0, 1.0, 50.0]})
     clf = _fit(cfg, features)
     assert [r["params"] for r in clf.search] == [{"lam": 3.0}, {"lam": 1.0}, {"lam": 50.0}]
-    scores = [selection_key(r, cfg.select_by) for r in clf.search]  # by default NLL, then accuracy
+    select_by = resolve_select_by(cfg.select_by, cfg.valid_labels)  # auto, source unknown here: accuracy
+    scores = [selection_key(r, select_by) for r in clf.search]  # accuracy, then cross-fitted NLL
     assert clf.loss_params == clf.search[scores.index(max(scores))]["params"]  # first of the best (grid order)
     assert clf.search_seconds >= sum(r["seconds"] for r in clf.search) * 0.99
     assert all(r["epochs"] == 8 and r["seconds_per_epoch"] < 1.0 for r in clf.search)
@@ -140,7 +148,9 @@ def test_select_by_picks_the_epoch_and_the_grid_point_by_its_key(features, selec
 def test_select_by_key_and_config_errors():
     record = {"valid_accuracy": 0.8, "valid_nll": 0.5}
     assert selection_key(record, "accuracy") == (0.8, -0.5) and selection_key(record, "nll") == (-0.5, 0.8)
-    assert TrainConfig().select_by == "nll"
+    assert TrainConfig().select_by == "auto"
+    assert [resolve_select_by("auto", source) for source in ("gold", "noisy", "auto")] == ["nll", "accuracy", "accuracy"]
+    assert resolve_select_by("nll", "noisy") == "nll" and resolve_select_by("accuracy", "gold") == "accuracy"
     with pytest.raises(ValueError, match="accuracy or nll"):
         selection_key(record, "f1")
     with pytest.raises(ConfigError, match="select_by"):
