@@ -14,8 +14,8 @@ Losses from `pipeline.losses`; `loss: coteaching` trains two networks that pick 
 small-loss items. Model selection and early stopping on the valid split (noisy labels or gold; by
 `train.select_by`: valid accuracy, or the valid NLL after a cross-fitted temperature, each the other's
 tie-break; `auto`: NLL on gold valid labels, accuracy on noisy ones), then temperature scaling on the
-same valid labels (`pipeline.calibration`); `train.calibration: vector` adds vector scaling (a scale and a bias per class), used instead of the temperature. The loss's own
-hyper-parameters (gce q, sce alpha/beta, elr beta/lam, co-teaching forget rate) are chosen on the same
+same valid labels (`pipeline.calibration`); `train.calibration: vector` adds vector scaling (a scale and a
+bias per class), used instead of the temperature. The loss's own hyper-parameters (gce q, sce alpha/beta, elr beta/lam, co-teaching forget rate) are chosen on the same
 valid labels from a small grid (`pipeline.loss_search`; by default in head mode only).
 """
 
