@@ -10,13 +10,14 @@ Two modes (`train.mode`):
   `pooled_model.PooledEncoderForSequenceClassification`, saved in Hugging Face format with its code
   (`trust_remote_code=True` loads it with the Auto classes).
 
-Losses from `pipeline.losses`; `loss: coteaching` trains two networks that pick each other's
-small-loss items. Model selection and early stopping on the valid split (noisy labels or gold; by
-`train.select_by`: valid accuracy, or the valid NLL after a cross-fitted temperature, each the other's
-tie-break; `auto`: NLL on gold valid labels, accuracy on noisy ones), then temperature scaling on the
-same valid labels (`pipeline.calibration`); `train.calibration: vector` adds vector scaling (a scale and a
-bias per class), used instead of the temperature. The loss's own hyper-parameters (gce q, sce alpha/beta, elr beta/lam, co-teaching forget rate) are chosen on the same
-valid labels from a small grid (`pipeline.loss_search`; by default in head mode only).
+Losses from `pipeline.losses`; `loss: coteaching` trains two networks that pick each other's small-loss
+items. Model selection and early stopping on the valid split (noisy labels or gold; by `train.select_by`:
+valid accuracy, or the valid NLL after a cross-fitted temperature, each the other's tie-break; `auto`: NLL
+on gold valid labels, accuracy on noisy ones), then temperature scaling on the same valid labels
+(`pipeline.calibration`); `train.calibration: vector` adds vector scaling (a scale and a bias per class),
+used instead of the temperature. The loss's own hyper-parameters (gce q, sce alpha/beta, elr beta/lam,
+co-teaching forget rate) are chosen on the same valid labels from a small grid (`pipeline.loss_search`; by
+default in head mode only).
 """
 
 from __future__ import annotations
