@@ -118,6 +118,10 @@ def main() -> None:
                          "temperature-scaled figures")
     ap.add_argument("--loss-search", choices=["auto", "on", "off"], default="auto",
                     help="train.loss_search: grid search of the loss's hyper-parameters on valid (auto: head mode)")
+    ap.add_argument("--select-by", choices=["auto", "accuracy", "nll"], default=None,
+                    help="train.select_by: early-stopping epoch and loss-search winner by valid accuracy or by the "
+                         "cross-fitted valid NLL after temperature scaling (default: TrainConfig's auto = nll on "
+                         "gold valid labels, accuracy on noisy ones)")
     ap.add_argument("--model", default="default", help="encoder (HF id or local path)")
     ap.add_argument("--epochs", type=int, default=3, help="full-mode epochs")
     ap.add_argument("--head-epochs", type=int, default=40)
@@ -146,7 +150,14 @@ def main() -> None:
     import torch
 
     from pipeline.models import sentence_pooling
-    from pipeline.train import encoder_states, fine_tune, head_logits, load_classifier, predict_logits
+    from pipeline.train import (
+        encoder_states,
+        fine_tune,
+        head_logits,
+        load_classifier,
+        predict_logits,
+        resolve_select_by,
+    )
 
     torch.set_num_threads(args.threads)
     root = Path(args.data_root)
@@ -210,7 +221,8 @@ def main() -> None:
         cfg = TrainConfig(model=args.model, mode=args.mode, pooling=args.pooling, calibration=args.calibration,
                           loss=loss, epochs=args.epochs, loss_search=args.loss_search,
                           head_epochs=args.head_epochs, batch_size=args.batch_size, max_length=args.max_length,
-                          valid_labels=args.valid)
+                          valid_labels=args.valid,
+                          **({"select_by": args.select_by} if args.select_by else {}))
         start = time.perf_counter()
         feats = (features[name]["train"], features[name]["valid"]) if args.mode == "head" else None
         clf = fine_tune(d["train"]["texts"], targets, weights, d["classes"], cfg, valid_texts=d["valid"]["texts"],
@@ -227,9 +239,10 @@ def main() -> None:
                "ece_floor_calibrated": ece_floor(cal),
                "temperature": clf.temperature, "seconds_per_epoch": clf.seconds_per_epoch,
                "epochs_run": len(clf.history), "best_epoch": clf.best_epoch,
-               "valid_accuracy": max((h.get("valid_accuracy", float("nan")) for h in clf.history), default=None),
+               "select_by": resolve_select_by(cfg.select_by, args.valid), **_chosen_valid(clf),
                "loss_params": clf.loss_params, "search_points": len(clf.search), "search_seconds": clf.search_seconds,
-               "search": [{"params": r["params"], "valid_accuracy": r["valid_accuracy"], "best_epoch": r["best_epoch"]}
+               "search": [{"params": r["params"], "valid_accuracy": r["valid_accuracy"], "valid_nll": r["valid_nll"],
+                           "best_epoch": r["best_epoch"]}
                           for r in clf.search],
                "run_seconds": time.perf_counter() - start}
         if args.calibration == "vector":  # the option beside the default: score and ECE after vector scaling
@@ -255,6 +268,13 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"results": results, "timing": timing, "config": vars(args),
                                                "embed_seconds": embed_seconds}, indent=1))
     print_table(results)
+
+
+def _chosen_valid(clf) -> dict:
+    """The selected epoch's valid accuracy and cross-fitted valid NLL (NaN without valid scoring)."""
+    record = clf.history[clf.best_epoch - 1] if clf.best_epoch else {}
+    return {"valid_accuracy": record.get("valid_accuracy", float("nan")),
+            "valid_nll": record.get("valid_nll", float("nan"))}
 
 
 def time_full_epoch(name: str, d: dict, args) -> dict:

@@ -39,6 +39,25 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float,
     return float(np.exp(res.x))
 
 
+def crossfit_nll(logits: np.ndarray, labels: np.ndarray, folds: int = 2, seed: int = 0) -> float:
+    """Out-of-sample NLL after temperature scaling: the known items (label >= 0) are split into `folds` folds by
+    a seeded permutation; each fold is scored at the temperature fitted on the others, and the per-item NLLs
+    are averaged. A proper scoring rule of the calibrated model that does not reward fitting T in-sample.
+    With fewer known items than folds, the in-sample NLL at the fitted temperature. NaN with none known."""
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    known = np.flatnonzero(labels >= 0)
+    if len(known) == 0:
+        return float("nan")
+    if len(known) < max(folds, 2):
+        return nll(logits[known], labels[known], fit_temperature(logits[known], labels[known]))
+    parts = np.array_split(np.random.default_rng(seed).permutation(known), folds)
+    total = 0.0
+    for i, part in enumerate(parts):
+        rest = np.concatenate([p for j, p in enumerate(parts) if j != i])
+        total += nll(logits[part], labels[part], fit_temperature(logits[rest], labels[rest])) * len(part)
+    return float(total / len(known))
+
+
 def fit_vector_scaling(logits: np.ndarray, labels: np.ndarray, l2: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
     """Per-class scale w (K,) and bias b (K,) minimizing the NLL of softmax(logits * w + b) (vector scaling,
     Guo et al., ICML 2017) plus l2 * (|w - 1/T|^2 + |b|^2), which pulls it toward temperature scaling.

@@ -142,7 +142,7 @@ class TrainConfig(Section):
     loss: Literal["ce", "soft_ce", "gce", "sce", "elr", "coteaching"] = "soft_ce"
     loss_params: dict[str, Any] = Field(default_factory=dict)  # e.g. gce q, elr beta/lam, coteaching forget_rate
     # model selection of the loss's own hyper-parameters on the valid split (the same valid labels as early
-    # stopping): one training per grid point, the best valid accuracy wins. auto: on in head mode (cheap), off
+    # stopping): one training per grid point, the best by select_by wins. auto: on in head mode (cheap), off
     # in full mode (one fine-tuning per point). Parameters set in loss_params stay fixed and are not searched.
     loss_search: Literal["auto", "on", "off"] = "auto"
     # the grid, sklearn ParameterGrid style ({param: [values]} or a list of such dicts); null = the loss's
@@ -155,6 +155,11 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.01, ge=0)
     head_epochs: int = Field(40, ge=1)  # epochs and learning rate in head mode
     head_lr: float = Field(1e-3, gt=0)
+    # model selection (the early-stopping epoch and the loss search's winner) on the valid labels: nll = the
+    # valid negative log-likelihood after temperature scaling, cross-fitted (2 folds: T fitted on one half,
+    # scored on the other), accuracy as tie-break; accuracy = valid accuracy, that NLL as tie-break;
+    # auto = nll on gold valid labels, accuracy on noisy ones (what the valid-only evidence favoured)
+    select_by: Literal["auto", "accuracy", "nll"] = "auto"
     patience: int | None = Field(5, ge=1)  # early stopping: epochs without a better valid score; None = off
     # model selection, early stopping and temperature on the valid split's noisy (refined) labels or its gold
     # labels; auto: gold when at least `min_gold_valid` valid items have one, else noisy

@@ -3,8 +3,9 @@
 `LossParamSearch(cfg).fit(...)` trains one classifier per point of the loss's grid (`cfg.loss_grid`, else
 `pipeline.losses.LOSS_GRIDS`: gce q; sce alpha/beta; elr beta/lam; coteaching forget_rate), each with the
 same seed and the same early stopping and model selection on the same valid labels (noisy or gold, as
-`train.valid_labels` chose), and keeps the one with the best valid accuracy; a tie keeps the earlier grid
-point (the paper's default comes first). It is sklearn's `GridSearchCV` with the valid split as its only
+`train.valid_labels` chose), and keeps the best one by `train.select_by` (the selected epoch's valid accuracy
+or cross-fitted valid NLL after temperature scaling, the other as tie-break; `train.selection_key`); a full
+tie keeps the earlier grid point (the paper's default comes first). It is sklearn's `GridSearchCV` with the valid split as its only
 fold, except that the winner is not refit: it already is a trained, selected and calibrated classifier.
 
 Parameters fixed in `cfg.loss_params` are not searched. `train.loss_search: auto` searches in head mode
@@ -61,9 +62,9 @@ def candidate_params(cfg: TrainConfig) -> list[dict]:
 class LossParamSearch:
     """Grid search of the loss's hyper-parameters on the valid split; see the module docstring.
 
-    After `fit`: `best_params_` (dict), `best_score_` (valid accuracy of the winner's selected epoch),
+    After `fit`: `best_params_` (dict), `best_score_` (the winner's selected epoch's `selection_key`),
     `best_estimator_` (its `TrainedClassifier`, with `loss_params`, `search` and `search_seconds` set),
-    `results_` (one dict per grid point: params, valid_accuracy, best_epoch, epochs, seconds,
+    `results_` (one dict per grid point: params, valid_accuracy, valid_nll, best_epoch, epochs, seconds,
     seconds_per_epoch), `seconds_` (wall time of the whole search, encoder pass excluded).
     """
 
@@ -75,12 +76,13 @@ class LossParamSearch:
             cache_dir=None, features: tuple[np.ndarray, np.ndarray] | None = None) -> LossParamSearch:
         """Train on texts (N) / targets (N, K) / weights (N,) once per grid point; valid_labels (Nv,) int class
         indices (-1 = unknown), at least one known. `features`: head mode's (train, valid) encoder states."""
-        from .train import encoder_states, fine_tune, load_classifier
+        from .train import encoder_states, fine_tune, load_classifier, resolve_select_by, selection_key
 
         valid_labels = None if valid_labels is None else np.asarray(valid_labels)
         if valid_texts is None or valid_labels is None or not (valid_labels >= 0).any():
             raise ValueError("train.loss_search needs valid items with a label to select on")
         candidates = candidate_params(self.cfg)
+        select_by = resolve_select_by(self.cfg.select_by, self.cfg.valid_labels)
         embed_seconds = 0.0
         if self.cfg.mode == "head" and features is None:  # one encoder pass, shared by every grid point
             start = time.perf_counter()
@@ -93,16 +95,19 @@ class LossParamSearch:
         start = time.perf_counter()
         self.results_, best = [], None
         for params in candidates:
-            cfg = self.cfg.model_copy(update={"loss_search": "off", "loss_params": params, "loss_grid": None})
+            cfg = self.cfg.model_copy(update={"loss_search": "off", "loss_params": params, "loss_grid": None,
+                                              "select_by": select_by})
             t0 = time.perf_counter()
             clf = fine_tune(texts, targets, weights, classes, cfg, valid_texts=valid_texts, valid_labels=valid_labels,
                             seed=seed, progress=progress, cache_dir=cache_dir, features=features)
-            score = max(record["valid_accuracy"] for record in clf.history)
-            self.results_.append({"params": params, "valid_accuracy": score, "best_epoch": clf.best_epoch,
+            chosen = clf.history[clf.best_epoch - 1]
+            score = selection_key(chosen, select_by)
+            self.results_.append({"params": params, "valid_accuracy": chosen["valid_accuracy"],
+                                  "valid_nll": chosen["valid_nll"], "best_epoch": clf.best_epoch,
                                   "epochs": len(clf.history), "seconds": time.perf_counter() - t0,
                                   "seconds_per_epoch": clf.seconds_per_epoch})
-            log.info("train.loss_search: %s %s: valid accuracy %.4f (best epoch %s)", self.cfg.loss, params, score,
-                     clf.best_epoch)
+            log.info("train.loss_search: %s %s: valid accuracy %.4f, NLL %.4f (best epoch %s)", self.cfg.loss, params,
+                     chosen["valid_accuracy"], chosen["valid_nll"], clf.best_epoch)
             if best is None or score > best[0]:
                 best = (score, params, clf)
             del clf

@@ -58,7 +58,7 @@ def render_report(name: str, metrics: dict, curves: dict, train: dict | None = N
         parts.append("<h2>Label accuracy of the stages (train split, against gold)</h2>")
         parts.append(_table(rows, ("stage", "label accuracy")))
     if train:
-        keys = ("mode", "loss", "loss_params", "valid_labels", "epochs", "best_epoch", "seconds_per_epoch",
+        keys = ("mode", "loss", "loss_params", "valid_labels", "select_by", "epochs", "best_epoch", "seconds_per_epoch",
                 "search_seconds", "temperature", "calibration")
         parts.append("<h2>Training</h2>")
         parts.append(_table([(k, train.get(k)) for k in keys], ("", "value")))

@@ -265,6 +265,7 @@ def train_stage(run: Run) -> dict:
         head_logits,
         load_classifier,
         predict_logits,
+        resolve_select_by,
         save_classifier,
     )
 
@@ -284,6 +285,7 @@ def train_stage(run: Run) -> dict:
     if cfg.calibration == "vector" and valid_source == "noisy":
         log.warning("train.calibration: vector on noisy valid labels learns their class bias back; "
                     "it is meant for gold valid labels")
+    cfg = cfg.model_copy(update={"select_by": resolve_select_by(cfg.select_by, valid_source)})
     states = None
     if cfg.mode == "head":  # one frozen-encoder pass over every item, cached in the run folder
         model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling)
@@ -307,7 +309,7 @@ def train_stage(run: Run) -> dict:
             "calibration": clf.calibration,
             "seconds_per_epoch": clf.seconds_per_epoch, "mode": cfg.mode, "loss": cfg.loss,
             "loss_params": clf.loss_params, "loss_search": clf.search, "search_seconds": clf.search_seconds,
-            "valid_labels": valid_source, "history": clf.history}
+            "valid_labels": valid_source, "select_by": cfg.select_by, "history": clf.history}
 
 
 def evaluate_stage(run: Run) -> dict:

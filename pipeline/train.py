@@ -10,12 +10,14 @@ Two modes (`train.mode`):
   `pooled_model.PooledEncoderForSequenceClassification`, saved in Hugging Face format with its code
   (`trust_remote_code=True` loads it with the Auto classes).
 
-Losses from `pipeline.losses`; `loss: coteaching` trains two networks that pick each other's
-small-loss items. Model selection and early stopping on the valid split (noisy labels or gold),
-then temperature scaling on the same valid labels (`pipeline.calibration`); `train.calibration: vector`
-adds vector scaling (a scale and a bias per class), used instead of the temperature. The loss's own
-hyper-parameters (gce q, sce alpha/beta, elr beta/lam, co-teaching forget rate) are chosen on the same
-valid labels from a small grid (`pipeline.loss_search`; by default in head mode only).
+Losses from `pipeline.losses`; `loss: coteaching` trains two networks that pick each other's small-loss
+items. Model selection and early stopping on the valid split (noisy labels or gold; by `train.select_by`:
+valid accuracy, or the valid NLL after a cross-fitted temperature, each the other's tie-break; `auto`: NLL
+on gold valid labels, accuracy on noisy ones), then temperature scaling on the same valid labels
+(`pipeline.calibration`); `train.calibration: vector` adds vector scaling (a scale and a bias per class),
+used instead of the temperature. The loss's own hyper-parameters (gce q, sce alpha/beta, elr beta/lam,
+co-teaching forget rate) are chosen on the same valid labels from a small grid (`pipeline.loss_search`; by
+default in head mode only).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .calibration import fit_temperature, fit_vector_scaling, scaled_proba
+from .calibration import crossfit_nll, fit_temperature, fit_vector_scaling, scaled_proba
 from .config import TrainConfig
 from .errors import LabelpipeError
 from .losses import coteaching_select, make_loss, weighted_mean
@@ -176,12 +178,17 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     `encoder_states` of (texts, valid_texts), to share the encoder pass between runs.
 
     With `cfg.loss_search` on (`auto`: in head mode) and a loss with hyper-parameters, trains once per grid
-    point and returns the one with the best valid accuracy (`loss_search.LossParamSearch`).
+    point and returns the best one by the same criterion (`cfg.select_by`; `loss_search.LossParamSearch`).
+    Each history record has the epoch's `valid_accuracy` and cross-fitted `valid_nll` (`selection_key`).
+    `cfg.select_by: auto` is resolved from `cfg.valid_labels` (gold → nll, else accuracy; the train stage
+    passes the source it actually chose).
     """
     from transformers import get_linear_schedule_with_warmup
 
     from .loss_search import LossParamSearch, candidate_params, search_enabled
 
+    if cfg.select_by == "auto":
+        cfg = cfg.model_copy(update={"select_by": resolve_select_by("auto", cfg.valid_labels)})
     targets, weights = np.asarray(targets, dtype=np.float32), np.asarray(weights, dtype=np.float32)
     if len(texts) != len(targets) or len(texts) != len(weights):
         raise ValueError(f"fine_tune: {len(texts)} texts, {len(targets)} targets, {len(weights)} weights")
@@ -312,11 +319,16 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
             epoch_seconds.append(time.perf_counter() - start)
             record = {"epoch": epoch + 1, "train_loss": total / max(len(loader), 1), "seconds": epoch_seconds[-1]}
             if scored:
-                scores = [_accuracy(valid_logits(net), valid_labels) for net in nets]
-                which = int(np.argmax(scores))
-                record["valid_accuracy"] = scores[which]
-                if scores[which] > best_score:
-                    best_score, stale = scores[which], 0
+                scores = []
+                for net in nets:
+                    logits = valid_logits(net)
+                    scores.append({"valid_accuracy": _accuracy(logits, valid_labels),
+                                   "valid_nll": crossfit_nll(logits, valid_labels)})
+                keys = [selection_key(s, cfg.select_by) for s in scores]
+                which = max(range(len(nets)), key=keys.__getitem__)  # co-teaching: the better of the two
+                record.update(scores[which])
+                if best_score is None or keys[which] > best_score:
+                    best_score, stale = keys[which], 0
                     unwrapped = accelerator.unwrap_model(nets[which])
                     best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
                     result.best_epoch = epoch + 1
@@ -325,7 +337,7 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
             result.history.append(record)
             if scored and cfg.patience is not None and stale >= cfg.patience:
                 break
-    best_score, best_state, stale, epoch_seconds, global_step = -1.0, None, 0, [], 0
+    best_score, best_state, stale, epoch_seconds, global_step = None, None, 0, [], 0
     threads = torch.get_num_threads()
     if head and accelerator.device.type == "cpu":
         torch.set_num_threads(1)  # small matrices: one thread is faster, and far faster on a busy machine
@@ -349,6 +361,25 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
         elif cfg.calibration == "vector":
             result.vector_scale, result.vector_bias = fit_vector_scaling(logits, valid_labels)
     return result
+
+
+def resolve_select_by(select_by: str, valid_source: str) -> str:
+    """`train.select_by` with `auto` resolved: nll when selecting on gold valid labels, accuracy on noisy ones
+    (or when the source is not known, e.g. `valid_labels: auto` outside the pipeline's train stage)."""
+    if select_by != "auto":
+        return select_by
+    return "nll" if valid_source == "gold" else "accuracy"
+
+
+def selection_key(record: dict, select_by: str = "accuracy") -> tuple[float, float]:
+    """Model-selection key of an epoch's valid scores (`valid_accuracy`, `valid_nll`), higher is better:
+    accuracy with the NLL as tie-break (`select_by: accuracy`), or the NLL with accuracy as tie-break (`nll`)."""
+    acc, neg_nll = record["valid_accuracy"], -record["valid_nll"]
+    if select_by == "nll":
+        return (neg_nll, acc)
+    if select_by == "accuracy":
+        return (acc, neg_nll)
+    raise ValueError(f"select_by must be accuracy or nll, got {select_by!r}")
 
 
 def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

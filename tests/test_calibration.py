@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from pipeline.calibration import (
+    crossfit_nll,
     fit_temperature,
     fit_vector_scaling,
     nll,
@@ -73,3 +74,21 @@ def test_reliability_bins_and_svg():
     assert np.isnan(bins["accuracy"][0])
     svg = reliability_svg({"before": bins, "after": bins}, title="t")
     assert svg.startswith("<svg") and svg.count("<polyline") == 2 and "after" in svg
+
+
+def test_crossfit_nll_scores_each_fold_at_the_other_folds_temperature():
+    logits, labels = _sample(n=300)
+    # by hand: the same seeded permutation, two folds
+    parts = np.array_split(np.random.default_rng(0).permutation(300), 2)
+    manual = sum(nll(logits[a], labels[a], fit_temperature(logits[b], labels[b])) * len(a)
+                 for a, b in (parts, parts[::-1])) / 300
+    assert crossfit_nll(logits, labels) == pytest.approx(manual, rel=1e-9)
+    in_sample = nll(logits, labels, fit_temperature(logits, labels))
+    assert in_sample <= crossfit_nll(logits, labels) < nll(logits, labels, 1.0)  # no in-sample optimism
+    # unknown labels are left out; a single known item: its in-sample NLL; none: NaN
+    with_unknown = np.concatenate([labels, -np.ones(50, int)])
+    assert np.isfinite(crossfit_nll(np.vstack([logits, logits[:50]]), with_unknown))
+    one = np.array([2, -1, -1])
+    assert crossfit_nll(logits[:3], one) == pytest.approx(nll(logits[:1], labels[:1] * 0 + 2,
+                                                              fit_temperature(logits[:1], np.array([2]))))
+    assert np.isnan(crossfit_nll(logits[:3], -np.ones(3, int)))

@@ -7,7 +7,14 @@ from pipeline.config import TrainConfig, parse_config
 from pipeline.errors import ConfigError
 from pipeline.loss_search import LossParamSearch, candidate_params, search_enabled
 from pipeline.losses import LOSS_GRIDS, LOSS_PARAMS
-from pipeline.train import encoder_states, fine_tune, head_logits, load_classifier
+from pipeline.train import (
+    encoder_states,
+    fine_tune,
+    head_logits,
+    load_classifier,
+    resolve_select_by,
+    selection_key,
+)
 from tests.test_train import CLASSES, TEXTS, VALID, VALID_Y, Y
 
 # ---- the grid (no training) ----
@@ -82,8 +89,9 @@ def test_head_mode_searches_by_default_and_keeps_the_best_valid_point(features):
     cfg = _cfg(loss="elr", loss_grid={"lam": [3.0, 1.0, 50.0]})
     clf = _fit(cfg, features)
     assert [r["params"] for r in clf.search] == [{"lam": 3.0}, {"lam": 1.0}, {"lam": 50.0}]
-    scores = [r["valid_accuracy"] for r in clf.search]
-    assert clf.loss_params == clf.search[int(np.argmax(scores))]["params"]  # first of the best (ties: grid order)
+    select_by = resolve_select_by(cfg.select_by, cfg.valid_labels)  # auto, source unknown here: accuracy
+    scores = [selection_key(r, select_by) for r in clf.search]  # accuracy, then cross-fitted NLL
+    assert clf.loss_params == clf.search[scores.index(max(scores))]["params"]  # first of the best (grid order)
     assert clf.search_seconds >= sum(r["seconds"] for r in clf.search) * 0.99
     assert all(r["epochs"] == 8 and r["seconds_per_epoch"] < 1.0 for r in clf.search)
     # the winner is exactly the classifier trained with its parameters and no search (same seed)
@@ -118,3 +126,32 @@ def test_search_without_precomputed_features_encodes_once(tmp_path):
                     valid_texts=VALID, valid_labels=VALID_Y, seed=1, progress=False, cache_dir=tmp_path)
     assert len(clf.search) == 2 and clf.loss_params["forget_rate"] in (0.2, 0.0)
     assert len(list(tmp_path.glob("*.npy"))) == 2 and clf.embed_seconds > 0  # train + valid states, cached once
+
+
+@pytest.mark.parametrize("select_by", ["accuracy", "nll"])
+def test_select_by_picks_the_epoch_and_the_grid_point_by_its_key(features, select_by):
+    cfg = _cfg(loss="gce", loss_grid={"q": [0.7, 0.1]}, select_by=select_by)
+    clf = _fit(cfg, features)
+    for point in clf.search:
+        assert np.isfinite(point["valid_nll"]) and 0 <= point["valid_accuracy"] <= 1
+    keys = [selection_key(r, select_by) for r in clf.search]
+    assert clf.loss_params == clf.search[keys.index(max(keys))]["params"]
+    # the winner's early-stopping epoch is the history's best by the same key (first of equals)
+    history = [selection_key(h, select_by) for h in clf.history]
+    assert clf.best_epoch == history.index(max(history)) + 1
+    assert selection_key(clf.history[clf.best_epoch - 1], select_by) == max(keys)
+    # a different criterion may select differently; each run is the plain run with the winner's parameters
+    alone = _fit(_cfg(loss="gce", loss_params=clf.loss_params, loss_search="off", select_by=select_by), features)
+    np.testing.assert_allclose(head_logits(clf, features[1]), head_logits(alone, features[1]), atol=1e-6)
+
+
+def test_select_by_key_and_config_errors():
+    record = {"valid_accuracy": 0.8, "valid_nll": 0.5}
+    assert selection_key(record, "accuracy") == (0.8, -0.5) and selection_key(record, "nll") == (-0.5, 0.8)
+    assert TrainConfig().select_by == "auto"
+    assert [resolve_select_by("auto", source) for source in ("gold", "noisy", "auto")] == ["nll", "accuracy", "accuracy"]
+    assert resolve_select_by("nll", "noisy") == "nll" and resolve_select_by("accuracy", "gold") == "accuracy"
+    with pytest.raises(ValueError, match="accuracy or nll"):
+        selection_key(record, "f1")
+    with pytest.raises(ConfigError, match="select_by"):
+        parse_config({"data": {"path": "x.csv"}, "train": {"select_by": "loss"}})

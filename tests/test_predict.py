@@ -44,7 +44,10 @@ def test_run_writes_metrics_before_after_calibration_and_report(trained_run):
     meta = json.loads((trained_run / "model" / "labelpipe.json").read_text())
     assert meta["classes"] == CLASSES and meta["temperature"] == pytest.approx(test["temperature"])
     assert meta["loss"] == "gce" and meta["loss_params"]["q"] in (0.7, 0.3)  # head mode searched the grid
-    assert "loss_params" in report and "search_seconds" in report
+    assert "loss_params" in report and "search_seconds" in report and "select_by" in report
+    train = json.loads((trained_run / ".state" / "train.json").read_text())["summary"]
+    assert train["valid_labels"] == "gold" and train["select_by"] == "nll"  # auto: NLL on gold valid labels
+    assert all("valid_nll" in h for h in train["history"])
 
 
 def test_transformers_loads_the_saved_head_model_with_its_code(trained_run):
