@@ -25,6 +25,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from labelmodels import ANCHORS, load, score, with_prior_rule  # noqa: E402
 
 from pipeline.labelmodels import AutoLabelModel, DawidSkene, MatrixCompletion, make_label_model  # noqa: E402
-from pipeline.labelmodels.auto import cv_score, pool_weights  # noqa: E402
+from pipeline.labelmodels.auto import cv_score, held_out_posteriors, pool_weights  # noqa: E402
 
 SETS = ["wrench/youtube", "wrench/sms", "wrench/trec", "wrench/semeval", "prompted/youtube", "prompted/sms",
         "prompted/spouse"]
@@ -122,14 +123,7 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
                                  bench.positive)
                 fproba[c], fprior[c] = model.predict_proba(vr), np.asarray(model.class_prior_)
                 cand_scores[c].append(final[c])
-                oof[c] = []
-                for parts in splits:
-                    proba = np.zeros((len(gold), k))
-                    for part in parts:
-                        masked = gold.copy()
-                        masked[part] = -1
-                        proba[part] = make(auto, c, gold_free).fit(votes, k, gold=masked).predict_proba(votes[part])
-                    oof[c].append(proba[labeled])
+                oof[c] = held_out_posteriors(partial(make, auto, c, gold_free), votes, k, gold, splits)
             shipped = AutoLabelModel().fit(votes, k, gold=gold)  # the default itself
             vr = bench.votes[rest]
             auto_scores.append(score(bench.gold[rest], with_prior_rule(shipped.predict(vr), vr, shipped.class_prior_),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from .base import LabelModel, check_gold, check_n_classes, encode_votes
@@ -45,6 +47,23 @@ def pool_weights(probas: list[list[np.ndarray]], y: np.ndarray, scoring: str, n_
 
     res = optimize.minimize(neg, np.zeros(len(probas)), method="Nelder-Mead", options={"maxiter": 2000})
     return weights(res.x)
+
+
+def held_out_posteriors(make, votes: np.ndarray, n_classes: int, gold: np.ndarray, splits: list[list[np.ndarray]],
+                        class_prior=None) -> list[np.ndarray]:
+    """Cross-validated posteriors on the gold items: one (G, K) array per repeat, rows in the order of the gold
+    items (gold >= 0). `make()` gives a fresh label model; `splits[r]` are repeat r's folds of gold item indices.
+    Each fold's rows come from a model fitted on all votes (N, M) with the other folds' gold."""
+    labeled = np.flatnonzero(gold >= 0)
+    out = []
+    for parts in splits:
+        proba = np.zeros((len(gold), n_classes))
+        for part in parts:
+            masked = gold.copy()
+            masked[part] = -1
+            proba[part] = make().fit(votes, n_classes, gold=masked, class_prior=class_prior).predict_proba(votes[part])
+        out.append(proba[labeled])
+    return out
 
 
 class AutoLabelModel(LabelModel):
@@ -124,15 +143,8 @@ class AutoLabelModel(LabelModel):
                       for _ in range(self.repeats)]
             held_out = {}
             for name in self.candidates:
-                held_out[name] = []
-                for parts in splits:
-                    proba = np.zeros((len(gold), k))
-                    for part in parts:
-                        masked = gold.copy()
-                        masked[part] = -1
-                        model = self._make(name, gold_free).fit(votes, k, gold=masked, class_prior=class_prior)
-                        proba[part] = model.predict_proba(votes[part])
-                    held_out[name].append(proba[labeled])
+                held_out[name] = held_out_posteriors(partial(self._make, name, gold_free), votes, k, gold, splits,
+                                                     class_prior)
                 self.cv_scores_[name] = float(np.mean([cv_score(p, gold[labeled], self.scoring, k)
                                                        for p in held_out[name]]))
             if self.combine == "pool":
