@@ -66,6 +66,7 @@ def load_dataset(name: str, root: Path, label_model: str = DEFAULT_METHOD) -> di
         out["train"]["targets"] = np.eye(k)[out["train"]["noisy"]]
         out["train"]["weights"] = np.ones(len(out["train"]["texts"]))
         out["valid"]["noisy_hard"] = out["valid"]["noisy"]
+        out["valid"]["targets"] = np.eye(k)[out["valid"]["noisy"]]
         return out
     loaded = load_items(DataConfig(path=str(root / "wrench" / name), format="wrench"))
     frame, classes = loaded.frame, loaded.classes
@@ -81,7 +82,9 @@ def load_dataset(name: str, root: Path, label_model: str = DEFAULT_METHOD) -> di
     out["train"]["targets"] = model.predict_proba(votes[split == "train"])
     out["train"]["weights"] = covered[split == "train"].astype(float)
     valid_votes = votes[split == "valid"]
-    out["valid"]["noisy_hard"] = np.where((valid_votes >= 0).any(axis=1), model.predict(valid_votes), -1)
+    valid_covered = (valid_votes >= 0).any(axis=1)
+    out["valid"]["noisy_hard"] = np.where(valid_covered, model.predict(valid_votes), -1)
+    out["valid"]["targets"] = model.predict_proba(valid_votes) * valid_covered[:, None]  # 0 rows: no vote
     return out
 
 
