@@ -47,7 +47,7 @@ from pipeline.labelmodels import DEFAULT_METHOD, LABEL_MODELS, make_label_model 
 from pipeline.metrics import expected_calibration_error  # noqa: E402
 
 DATASETS = ["trec", "semeval-mixtral", "youtube", "semeval", "sms"]
-LOSSES = ["ce", "soft_ce", "gce", "sce", "elr", "coteaching"]
+LOSSES = ["ce", "soft_ce", "gce", "sce", "elr", "forward", "coteaching"]
 
 
 def load_dataset(name: str, root: Path, label_model: str = DEFAULT_METHOD) -> dict:
@@ -229,7 +229,8 @@ def main() -> None:
         start = time.perf_counter()
         feats = (features[name]["train"], features[name]["valid"]) if args.mode == "head" else None
         clf = fine_tune(d["train"]["texts"], targets, weights, d["classes"], cfg, valid_texts=d["valid"]["texts"],
-                        valid_labels=valid_labels, seed=seed, progress=False, features=feats)
+                        valid_labels=valid_labels, seed=seed, progress=False, features=feats,
+                        valid_targets=d["valid"]["targets"])
         if args.mode == "head":
             logits = head_logits(clf, features[name]["test"])
         else:
@@ -309,7 +310,7 @@ def print_table(results: list[dict]) -> None:
     print(agg.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for (name, mode), g in agg[agg["labels"] == "aggregated"].groupby(["dataset", "mode"]):
         ce = g[g["loss"] == "ce"]["score"]
-        robust = g[g["loss"].isin(["gce", "sce", "elr", "coteaching"])]
+        robust = g[g["loss"].isin(["gce", "sce", "elr", "forward", "coteaching"])]
         if len(ce) and len(robust):
             best = robust.loc[robust["score"].idxmax()]
             print(f"{name} ({mode}): best robust {best['loss']} {best['score']:.4f} vs ce {ce.iloc[0]:.4f} "

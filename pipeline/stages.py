@@ -285,7 +285,8 @@ def train_stage(run: Run) -> dict:
     if cfg.calibration == "vector" and valid_source == "noisy":
         log.warning("train.calibration: vector on noisy valid labels learns their class bias back; "
                     "it is meant for gold valid labels")
-    cfg = cfg.model_copy(update={"select_by": resolve_select_by(cfg.select_by, valid_source)})
+    cfg = cfg.model_copy(update={"select_by": resolve_select_by(cfg.select_by, valid_source),
+                                 "valid_labels": valid_source})
     states = None
     if cfg.mode == "head":  # one frozen-encoder pass over every item, cached in the run folder
         model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling)
@@ -295,7 +296,8 @@ def train_stage(run: Run) -> dict:
     clf = fine_tune([t for t, m in zip(texts, train) if m], targets[train], weights[train], classes, cfg,
                     valid_texts=[t for t, m in zip(texts, valid) if m] or None, valid_labels=valid_labels,
                     seed=run.cfg.seed, progress=run.progress,
-                    features=(states[train], states[valid]) if states is not None else None)
+                    features=(states[train], states[valid]) if states is not None else None,
+                    valid_targets=targets[valid] * (weights[valid] > 0)[:, None])
     extra = {"mode": cfg.mode, "loss": cfg.loss, "loss_params": clf.loss_params}
     if cfg.mode == "head":
         extra["pooling"] = clf.model.config.pooling
