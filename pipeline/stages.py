@@ -299,6 +299,8 @@ def train_stage(run: Run) -> dict:
                     features=(states[train], states[valid]) if states is not None else None,
                     valid_targets=targets[valid] * (weights[valid] > 0)[:, None])
     extra = {"mode": cfg.mode, "loss": cfg.loss, "loss_params": clf.loss_params}
+    if clf.transition is not None:  # loss forward: the noise transition matrix it trained with
+        extra["transition"] = np.asarray(clf.transition).round(6).tolist()
     if cfg.mode == "head":
         extra["pooling"] = clf.model.config.pooling
     save_classifier(clf, run.path("model"), extra=extra)
@@ -310,7 +312,8 @@ def train_stage(run: Run) -> dict:
     return {"epochs": len(clf.history), "best_epoch": clf.best_epoch, "temperature": clf.temperature,
             "calibration": clf.calibration,
             "seconds_per_epoch": clf.seconds_per_epoch, "mode": cfg.mode, "loss": cfg.loss,
-            "loss_params": clf.loss_params, "loss_search": clf.search, "search_seconds": clf.search_seconds,
+            "loss_params": clf.loss_params, "transition": extra.get("transition"),
+            "loss_search": clf.search, "search_seconds": clf.search_seconds,
             "valid_labels": valid_source, "select_by": cfg.select_by, "history": clf.history}
 
 

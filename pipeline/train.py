@@ -220,13 +220,12 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     head = cfg.mode == "head"
     epochs, lr = (cfg.head_epochs, cfg.head_lr) if head else (cfg.epochs, cfg.lr)
     coteach = cfg.loss == "coteaching"
-    params = dict(cfg.loss_params)
+    params, transition = dict(cfg.loss_params), None
     if coteach:
         forget_rate = float(params.pop("forget_rate", 0.2))
         ramp_epochs = int(params.pop("ramp_epochs", max(1, epochs // 4)))
         loss_fn = make_loss(params.pop("base", "soft_ce"), len(keep), len(classes), **params)
     else:
-        transition = None
         if cfg.loss == "forward":
             transition = forward_transition(params.get("transition", "auto"), cfg, texts, targets, weights, classes,
                                             valid_texts, valid_labels, valid_targets, seed, cache_dir, features)
@@ -237,9 +236,7 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     _set_seed(seed)
     model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling)
     result = TrainedClassifier(model, tokenizer, classes=list(classes), max_length=cfg.max_length,
-                               loss_params=dict(cfg.loss_params))
-    if not coteach and transition is not None:
-        result.transition = transition
+                               loss_params=dict(cfg.loss_params), transition=transition)
 
     target_t = torch.tensor(targets[keep])
     weight_t = torch.tensor(weights[keep])

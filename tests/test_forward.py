@@ -1,5 +1,7 @@
 """Loss `forward` (forward loss correction) and the noise transition estimates it trains with."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ import torch
 from pipeline.config import TrainConfig
 from pipeline.loss_search import candidate_params
 from pipeline.losses import make_loss
+from pipeline.runner import run_pipeline
 from pipeline.train import fine_tune, head_logits
 from pipeline.transition import transition_from_anchors, transition_from_gold
 
@@ -120,3 +123,16 @@ def test_forward_search_and_anchors_without_gold(blobs):
         _train(blobs, noisy_valid.model_copy(update={"loss_params": {"transition": "gold"}}))
     with pytest.raises(ValueError, match="auto, gold or anchors"):
         _train(blobs, noisy_valid.model_copy(update={"loss_params": {"transition": "clean"}}))
+
+
+def test_pipeline_run_with_forward_records_its_transition(demo_config):
+    """The train stage hands forward the valid items' refined labels; the matrix used is saved with the model."""
+    cfg = demo_config(train={"mode": "head", "head_epochs": 5, "loss": "forward", "valid_labels": "gold"})
+    run = run_pipeline(cfg, progress=False)
+    meta = json.loads((run / "model" / "labelpipe.json").read_text())
+    summary = json.loads((run / ".state" / "train.json").read_text())["summary"]
+    assert meta["loss"] == "forward" and meta["loss_params"]["transition"] in ("gold", "anchors")
+    assert [r["params"]["transition"] for r in summary["loss_search"]] == ["gold", "anchors"]
+    transition = np.array(meta["transition"])
+    assert transition.shape == (4, 4) and np.allclose(transition.sum(axis=1), 1.0, atol=1e-5)
+    assert summary["transition"] == meta["transition"]
