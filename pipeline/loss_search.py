@@ -2,12 +2,12 @@
 
 `LossParamSearch(cfg).fit(...)` trains one classifier per point of the loss's grid (`cfg.loss_grid`, else
 `pipeline.losses.LOSS_GRIDS`: gce q; sce alpha/beta; elr beta/lam; forward's transition estimate;
-coteaching forget_rate), each with the
-same seed and the same early stopping and model selection on the same valid labels (noisy or gold, as
-`train.valid_labels` chose), and keeps the best one by `train.select_by` (the selected epoch's valid accuracy
-or cross-fitted valid NLL after temperature scaling, the other as tie-break; `train.selection_key`); a full
-tie keeps the earlier grid point (the paper's default comes first). It is sklearn's `GridSearchCV` with the valid split as its only
-fold, except that the winner is not refit: it already is a trained, selected and calibrated classifier.
+coteaching forget_rate), each with the same seed and the same early stopping and model selection on the same
+valid labels (noisy or gold, as `train.valid_labels` chose), and keeps the best one by `train.select_by` (the
+selected epoch's valid accuracy or cross-fitted valid NLL after temperature scaling, the other as tie-break;
+`train.selection_key`); a full tie keeps the earlier grid point (the paper's default comes first). It is
+sklearn's `GridSearchCV` with the valid split as its only fold, except that the winner is not refit: it
+already is a trained, selected and calibrated classifier.
 
 Parameters fixed in `cfg.loss_params` are not searched. `train.loss_search: auto` searches in head mode
 (an epoch takes about 0.1 s) and not in full mode (one fine-tuning per grid point); `on` / `off` force it.
