@@ -136,3 +136,15 @@ def test_pipeline_run_with_forward_records_its_transition(demo_config):
     transition = np.array(meta["transition"])
     assert transition.shape == (4, 4) and np.allclose(transition.sum(axis=1), 1.0, atol=1e-5)
     assert summary["transition"] == meta["transition"]
+
+
+def test_full_mode_forward_estimates_anchors_from_a_fine_tuned_noisy_model():
+    """Full fine-tuning: the anchors come from a whole soft-CE fine-tuning on the texts (no cached states)."""
+    from tests.test_train import CLASSES, TEXTS, VALID, VALID_Y, Y
+
+    cfg = TrainConfig(mode="full", loss="forward", epochs=1, max_length=32, batch_size=12, valid_labels="noisy")
+    clf = fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, cfg, valid_texts=VALID, valid_labels=VALID_Y,
+                    seed=0, progress=False)
+    assert clf.search == [] and clf.transition.shape == (3, 3)  # full mode: no search; auto without gold: anchors
+    np.testing.assert_allclose(clf.transition.sum(axis=1), 1.0, atol=1e-6)
+    assert len(clf.history) == 1 and np.isfinite(clf.history[0]["train_loss"])
