@@ -62,11 +62,11 @@ def load_dataset(name: str, root: Path, label_model: str = DEFAULT_METHOD) -> di
         for s, df in parts.items():
             out[s] = {"texts": df["original_sent"].astype(str).tolist(), "gold": df["true_label"].to_numpy(int),
                       "noisy": df["noisy_label"].to_numpy(int)}
-        k = len(classes)
-        out["train"]["targets"] = np.eye(k)[out["train"]["noisy"]]
-        out["train"]["weights"] = np.ones(len(out["train"]["texts"]))
+        for s in ("train", "valid"):  # noisy_label -1: Mixtral gave no usable answer (weight 0, no target)
+            noisy = out[s]["noisy"]
+            out[s]["targets"] = np.eye(len(classes))[noisy] * (noisy >= 0)[:, None]
+            out[s]["weights"] = (noisy >= 0).astype(float)
         out["valid"]["noisy_hard"] = out["valid"]["noisy"]
-        out["valid"]["targets"] = np.eye(k)[out["valid"]["noisy"]]
         return out
     loaded = load_items(DataConfig(path=str(root / "wrench" / name), format="wrench"))
     frame, classes = loaded.frame, loaded.classes
