@@ -47,7 +47,7 @@ from pipeline.labelmodels import DEFAULT_METHOD, LABEL_MODELS, make_label_model 
 from pipeline.metrics import expected_calibration_error  # noqa: E402
 
 DATASETS = ["trec", "semeval-mixtral", "youtube", "semeval", "sms"]
-LOSSES = ["ce", "soft_ce", "gce", "sce", "elr", "coteaching"]
+LOSSES = ["ce", "soft_ce", "gce", "sce", "elr", "forward", "coteaching"]
 
 
 def load_dataset(name: str, root: Path, label_model: str = DEFAULT_METHOD) -> dict:
@@ -62,9 +62,10 @@ def load_dataset(name: str, root: Path, label_model: str = DEFAULT_METHOD) -> di
         for s, df in parts.items():
             out[s] = {"texts": df["original_sent"].astype(str).tolist(), "gold": df["true_label"].to_numpy(int),
                       "noisy": df["noisy_label"].to_numpy(int)}
-        k = len(classes)
-        out["train"]["targets"] = np.eye(k)[out["train"]["noisy"]]
-        out["train"]["weights"] = np.ones(len(out["train"]["texts"]))
+        for s in ("train", "valid"):  # noisy_label -1: Mixtral gave no usable answer (weight 0, no target)
+            noisy = out[s]["noisy"]
+            out[s]["targets"] = np.eye(len(classes))[noisy] * (noisy >= 0)[:, None]
+            out[s]["weights"] = (noisy >= 0).astype(float)
         out["valid"]["noisy_hard"] = out["valid"]["noisy"]
         return out
     loaded = load_items(DataConfig(path=str(root / "wrench" / name), format="wrench"))
@@ -81,7 +82,9 @@ def load_dataset(name: str, root: Path, label_model: str = DEFAULT_METHOD) -> di
     out["train"]["targets"] = model.predict_proba(votes[split == "train"])
     out["train"]["weights"] = covered[split == "train"].astype(float)
     valid_votes = votes[split == "valid"]
-    out["valid"]["noisy_hard"] = np.where((valid_votes >= 0).any(axis=1), model.predict(valid_votes), -1)
+    valid_covered = (valid_votes >= 0).any(axis=1)
+    out["valid"]["noisy_hard"] = np.where(valid_covered, model.predict(valid_votes), -1)
+    out["valid"]["targets"] = model.predict_proba(valid_votes) * valid_covered[:, None]  # 0 rows: no vote
     return out
 
 
@@ -226,7 +229,8 @@ def main() -> None:
         start = time.perf_counter()
         feats = (features[name]["train"], features[name]["valid"]) if args.mode == "head" else None
         clf = fine_tune(d["train"]["texts"], targets, weights, d["classes"], cfg, valid_texts=d["valid"]["texts"],
-                        valid_labels=valid_labels, seed=seed, progress=False, features=feats)
+                        valid_labels=valid_labels, seed=seed, progress=False, features=feats,
+                        valid_targets=d["valid"]["targets"])
         if args.mode == "head":
             logits = head_logits(clf, features[name]["test"])
         else:
@@ -306,7 +310,7 @@ def print_table(results: list[dict]) -> None:
     print(agg.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for (name, mode), g in agg[agg["labels"] == "aggregated"].groupby(["dataset", "mode"]):
         ce = g[g["loss"] == "ce"]["score"]
-        robust = g[g["loss"].isin(["gce", "sce", "elr", "coteaching"])]
+        robust = g[g["loss"].isin(["gce", "sce", "elr", "forward", "coteaching"])]
         if len(ce) and len(robust):
             best = robust.loc[robust["score"].idxmax()]
             print(f"{name} ({mode}): best robust {best['loss']} {best['score']:.4f} vs ce {ce.iloc[0]:.4f} "

@@ -71,7 +71,8 @@ def run(args) -> None:
                 start = time.perf_counter()
                 clf = fine_tune(d["train"]["texts"], d["train"]["targets"], d["train"]["weights"], d["classes"], cfg,
                                 valid_texts=[d["valid"]["texts"][i] for i in a], valid_labels=select_labels[a], seed=seed,
-                                progress=False, features=(feats["train"], feats["valid"][a]))
+                                progress=False, features=(feats["train"], feats["valid"][a]),
+                                valid_targets=d["valid"]["targets"][a])
                 logits = head_logits(clf, feats["valid"][b])
                 cal = scaled_proba(logits, clf.temperature)
                 row = {"dataset": name, "loss": loss, "seed": seed, "select_by": args.select_by, "valid": args.valid,

@@ -139,7 +139,7 @@ class TrainConfig(Section):
     # head mode's sentence embedding: auto = the encoder's own pooling (sentence-transformers' Pooling
     # module; mean when the folder has none), or mean / cls / max over the attention mask
     pooling: Literal["auto", "mean", "cls", "max"] = "auto"
-    loss: Literal["ce", "soft_ce", "gce", "sce", "elr", "coteaching"] = "soft_ce"
+    loss: Literal["ce", "soft_ce", "gce", "sce", "elr", "forward", "coteaching"] = "soft_ce"
     loss_params: dict[str, Any] = Field(default_factory=dict)  # e.g. gce q, elr beta/lam, coteaching forget_rate
     # model selection of the loss's own hyper-parameters on the valid split (the same valid labels as early
     # stopping): one training per grid point, the best by select_by wins. auto: on in head mode (cheap), off

@@ -1,12 +1,13 @@
 """Model selection of a loss's own hyper-parameters on the valid split (`train.loss_search`).
 
 `LossParamSearch(cfg).fit(...)` trains one classifier per point of the loss's grid (`cfg.loss_grid`, else
-`pipeline.losses.LOSS_GRIDS`: gce q; sce alpha/beta; elr beta/lam; coteaching forget_rate), each with the
-same seed and the same early stopping and model selection on the same valid labels (noisy or gold, as
-`train.valid_labels` chose), and keeps the best one by `train.select_by` (the selected epoch's valid accuracy
-or cross-fitted valid NLL after temperature scaling, the other as tie-break; `train.selection_key`); a full
-tie keeps the earlier grid point (the paper's default comes first). It is sklearn's `GridSearchCV` with the valid split as its only
-fold, except that the winner is not refit: it already is a trained, selected and calibrated classifier.
+`pipeline.losses.LOSS_GRIDS`: gce q; sce alpha/beta; elr beta/lam; forward's transition estimate;
+coteaching forget_rate), each with the same seed and the same early stopping and model selection on the same
+valid labels (noisy or gold, as `train.valid_labels` chose), and keeps the best one by `train.select_by` (the
+selected epoch's valid accuracy or cross-fitted valid NLL after temperature scaling, the other as tie-break;
+`train.selection_key`); a full tie keeps the earlier grid point (the paper's default comes first). It is
+sklearn's `GridSearchCV` with the valid split as its only fold, except that the winner is not refit: it
+already is a trained, selected and calibrated classifier.
 
 Parameters fixed in `cfg.loss_params` are not searched. `train.loss_search: auto` searches in head mode
 (an epoch takes about 0.1 s) and not in full mode (one fine-tuning per grid point); `on` / `off` force it.
@@ -56,6 +57,8 @@ def candidate_params(cfg: TrainConfig) -> list[dict]:
             params = {**cfg.loss_params, **point}
             if params not in points:
                 points.append(params)
+    if cfg.loss == "forward" and not own and cfg.valid_labels != "gold":  # no gold: no gold-counted transition
+        points = [p for p in points if p.get("transition") != "gold"]
     return points or [dict(cfg.loss_params)]
 
 
@@ -73,9 +76,11 @@ class LossParamSearch:
 
     def fit(self, texts: list[str], targets: np.ndarray, weights: np.ndarray, classes: list[str],
             valid_texts: list[str], valid_labels: np.ndarray, seed: int = 0, progress: bool = True,
-            cache_dir=None, features: tuple[np.ndarray, np.ndarray] | None = None) -> LossParamSearch:
+            cache_dir=None, features: tuple[np.ndarray, np.ndarray] | None = None,
+            valid_targets: np.ndarray | None = None) -> LossParamSearch:
         """Train on texts (N) / targets (N, K) / weights (N,) once per grid point; valid_labels (Nv,) int class
-        indices (-1 = unknown), at least one known. `features`: head mode's (train, valid) encoder states."""
+        indices (-1 = unknown), at least one known. `features`: head mode's (train, valid) encoder states;
+        `valid_targets`: (Nv, K) noisy label distributions of the valid items (loss forward's gold transition)."""
         from .train import encoder_states, fine_tune, load_classifier, resolve_select_by, selection_key
 
         valid_labels = None if valid_labels is None else np.asarray(valid_labels)
@@ -99,7 +104,8 @@ class LossParamSearch:
                                               "select_by": select_by})
             t0 = time.perf_counter()
             clf = fine_tune(texts, targets, weights, classes, cfg, valid_texts=valid_texts, valid_labels=valid_labels,
-                            seed=seed, progress=progress, cache_dir=cache_dir, features=features)
+                            seed=seed, progress=progress, cache_dir=cache_dir, features=features,
+                            valid_targets=valid_targets)
             chosen = clf.history[clf.best_epoch - 1]
             score = selection_key(chosen, select_by)
             self.results_.append({"params": params, "valid_accuracy": chosen["valid_accuracy"],

@@ -13,6 +13,10 @@ gives the unweighted per-item losses (co-teaching ranks items by them).
   (Wang et al., ICCV 2019), alpha=0.1, beta=1.0.
 - `elr`: early-learning regularization, CE + lam * log(1 - <p, t_i>) with t_i a running average of the
   model's predictions for item i (Liu et al., NeurIPS 2020), beta=0.7, lam=3.
+- `forward`: forward loss correction (Patrini et al., CVPR 2017): soft CE between the target and the model's
+  clean-class probabilities pushed through the noise transition matrix, -sum_j t_j log (p T)_j, with
+  T[i, j] = P(noisy label j | true class i) (`transition`, K x K, rows summing to 1; estimated by
+  `pipeline.transition` when not given). The model itself keeps predicting the clean classes.
 - `coteaching`: a training mode (see `pipeline.train`): two networks, each updated on the items its peer
   finds small-loss under `base` (default soft_ce); `coteaching_select` is the selection rule.
 
@@ -25,6 +29,8 @@ so that a tie keeps it):
   balanced, CIFAR-100 and Clothing1M settings (A = -4 kept).
 - elr beta in {0.7, 0.9} x lam in {3, 1, 7}: the paper's CIFAR-10 (0.7, 3) and CIFAR-100 (0.9, 7)
   settings and the low end (1) of its lam range.
+- forward transition in {gold, anchors}: counted on gold valid labels (only when the valid labels are gold),
+  or Patrini et al.'s anchor-point estimate.
 - coteaching forget_rate in {0.2, 0.1, 0.45}: the paper sets it to the noise rate (its 20% and 45%
   settings) and ramps it up over the first epochs; 0.1 for cleaner labels and minority classes.
 """
@@ -112,16 +118,36 @@ class EarlyLearningRegularization(Loss):
         return ce + self.lam * reg
 
 
+class ForwardCorrection(Loss):
+    """Soft CE of the target against p @ T: the noisy-label distribution that the clean prediction p implies."""
+
+    def __init__(self, transition):
+        t = torch.as_tensor(transition, dtype=torch.float32)
+        if t.ndim != 2 or t.shape[0] != t.shape[1] or (t < 0).any() or not torch.allclose(
+                t.sum(dim=1), torch.ones(len(t)), atol=1e-3):
+            raise ValueError("forward: transition must be a K x K matrix of non-negative rows summing to 1")
+        self.transition = t
+
+    def per_item(self, logits, target, index=None):
+        if logits.shape[-1] != len(self.transition):
+            raise ValueError(f"forward: transition is {len(self.transition)} x {len(self.transition)}, "
+                             f"the model has {logits.shape[-1]} classes")
+        noisy = torch.softmax(logits, dim=-1) @ self.transition.to(logits.device)
+        return -(target * torch.log(noisy.clamp_min(1e-7))).sum(dim=-1)
+
+
 LOSSES = {"ce": HardCrossEntropy, "soft_ce": SoftCrossEntropy, "gce": GeneralizedCrossEntropy,
-          "sce": SymmetricCrossEntropy, "elr": EarlyLearningRegularization}
+          "sce": SymmetricCrossEntropy, "elr": EarlyLearningRegularization, "forward": ForwardCorrection}
 TRAINING_MODES = {"coteaching"}
 LOSS_PARAMS = {"ce": (), "soft_ce": (), "gce": ("q",), "sce": ("alpha", "beta", "log_clip"), "elr": ("beta", "lam"),
+               "forward": ("transition",),
                "coteaching": ("forget_rate", "ramp_epochs", "base")}
 LOSS_GRIDS: dict[str, dict | list[dict]] = {
     "gce": {"q": [0.7, 0.4, 0.1]},
     "sce": [{"alpha": [0.1], "beta": [1.0]}, {"alpha": [0.01], "beta": [1.0]}, {"alpha": [1.0], "beta": [1.0]},
             {"alpha": [6.0], "beta": [0.1]}, {"alpha": [10.0], "beta": [1.0]}],
     "elr": {"beta": [0.7, 0.9], "lam": [3.0, 1.0, 7.0]},
+    "forward": {"transition": ["gold", "anchors"]},
     "coteaching": {"forget_rate": [0.2, 0.1, 0.45]},
 }
 

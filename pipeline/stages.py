@@ -285,7 +285,8 @@ def train_stage(run: Run) -> dict:
     if cfg.calibration == "vector" and valid_source == "noisy":
         log.warning("train.calibration: vector on noisy valid labels learns their class bias back; "
                     "it is meant for gold valid labels")
-    cfg = cfg.model_copy(update={"select_by": resolve_select_by(cfg.select_by, valid_source)})
+    cfg = cfg.model_copy(update={"select_by": resolve_select_by(cfg.select_by, valid_source),
+                                 "valid_labels": valid_source})
     states = None
     if cfg.mode == "head":  # one frozen-encoder pass over every item, cached in the run folder
         model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling)
@@ -295,8 +296,11 @@ def train_stage(run: Run) -> dict:
     clf = fine_tune([t for t, m in zip(texts, train) if m], targets[train], weights[train], classes, cfg,
                     valid_texts=[t for t, m in zip(texts, valid) if m] or None, valid_labels=valid_labels,
                     seed=run.cfg.seed, progress=run.progress,
-                    features=(states[train], states[valid]) if states is not None else None)
+                    features=(states[train], states[valid]) if states is not None else None,
+                    valid_targets=targets[valid] * (weights[valid] > 0)[:, None])
     extra = {"mode": cfg.mode, "loss": cfg.loss, "loss_params": clf.loss_params}
+    if clf.transition is not None:  # loss forward: the noise transition matrix it trained with
+        extra["transition"] = np.asarray(clf.transition).round(6).tolist()
     if cfg.mode == "head":
         extra["pooling"] = clf.model.config.pooling
     save_classifier(clf, run.path("model"), extra=extra)
@@ -308,7 +312,8 @@ def train_stage(run: Run) -> dict:
     return {"epochs": len(clf.history), "best_epoch": clf.best_epoch, "temperature": clf.temperature,
             "calibration": clf.calibration,
             "seconds_per_epoch": clf.seconds_per_epoch, "mode": cfg.mode, "loss": cfg.loss,
-            "loss_params": clf.loss_params, "loss_search": clf.search, "search_seconds": clf.search_seconds,
+            "loss_params": clf.loss_params, "transition": extra.get("transition"),
+            "loss_search": clf.search, "search_seconds": clf.search_seconds,
             "valid_labels": valid_source, "select_by": cfg.select_by, "history": clf.history}
 
 

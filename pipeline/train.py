@@ -60,6 +60,7 @@ class TrainedClassifier:
     loss_params: dict = field(default_factory=dict)  # the loss's hyper-parameters used (searched or given)
     search: list[dict] = field(default_factory=list)  # `train.loss_search`: one record per grid point tried
     search_seconds: float = 0.0  # wall time of the whole search (every grid point's training), 0 without one
+    transition: np.ndarray | None = None  # loss forward: the (K, K) noise transition matrix it trained with
 
     @property
     def calibration(self) -> str:
@@ -169,7 +170,8 @@ def _accelerator(setting: str):
 def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classes: list[str],
               cfg: TrainConfig, valid_texts: list[str] | None = None, valid_labels: np.ndarray | None = None,
               seed: int = 0, progress: bool = True, cache_dir: Path | None = None,
-              features: tuple[np.ndarray, np.ndarray | None] | None = None) -> TrainedClassifier:
+              features: tuple[np.ndarray, np.ndarray | None] | None = None,
+              valid_targets: np.ndarray | None = None) -> TrainedClassifier:
     """Train on texts (N) with targets (N, K) label distributions and weights (N,); weight-0 items are left out.
 
     valid_labels: (Nv,) int class indices of the valid texts (noisy or gold, -1 = unknown) for model
@@ -182,6 +184,11 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     Each history record has the epoch's `valid_accuracy` and cross-fitted `valid_nll` (`selection_key`).
     `cfg.select_by: auto` is resolved from `cfg.valid_labels` (gold → nll, else accuracy; the train stage
     passes the source it actually chose).
+
+    `loss: forward` takes `loss_params.transition`: a K x K matrix, or how to estimate it (`forward_transition`):
+    `gold` (counted on the valid items' gold labels against `valid_targets`, their (Nv, K) noisy label
+    distributions; needs `cfg.valid_labels: gold`), `anchors` (from a soft-CE model of the noisy labels), or
+    `auto` (gold when possible, else anchors).
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -201,7 +208,8 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
         candidates = candidate_params(cfg)
         if len(candidates) > 1 and scored:
             return LossParamSearch(cfg).fit(texts, targets, weights, classes, valid_texts, valid_labels, seed=seed,
-                                            progress=progress, cache_dir=cache_dir, features=features).best_estimator_
+                                            progress=progress, cache_dir=cache_dir, features=features,
+                                            valid_targets=valid_targets).best_estimator_
         if len(candidates) > 1:
             log.warning("train.loss_search: no valid labels to select on; %s keeps its default parameters", cfg.loss)
         else:  # a one-point grid: just that point
@@ -212,19 +220,23 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     head = cfg.mode == "head"
     epochs, lr = (cfg.head_epochs, cfg.head_lr) if head else (cfg.epochs, cfg.lr)
     coteach = cfg.loss == "coteaching"
-    params = dict(cfg.loss_params)
+    params, transition = dict(cfg.loss_params), None
     if coteach:
         forget_rate = float(params.pop("forget_rate", 0.2))
         ramp_epochs = int(params.pop("ramp_epochs", max(1, epochs // 4)))
         loss_fn = make_loss(params.pop("base", "soft_ce"), len(keep), len(classes), **params)
     else:
+        if cfg.loss == "forward":
+            transition = forward_transition(params.get("transition", "auto"), cfg, texts, targets, weights, classes,
+                                            valid_texts, valid_labels, valid_targets, seed, cache_dir, features)
+            params["transition"] = transition
         loss_fn = make_loss(cfg.loss, len(keep), len(classes), **params)
 
     accelerator = _accelerator(cfg.mixed_precision)
     _set_seed(seed)
     model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling)
     result = TrainedClassifier(model, tokenizer, classes=list(classes), max_length=cfg.max_length,
-                               loss_params=dict(cfg.loss_params))
+                               loss_params=dict(cfg.loss_params), transition=transition)
 
     target_t = torch.tensor(targets[keep])
     weight_t = torch.tensor(weights[keep])
@@ -361,6 +373,34 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
         elif cfg.calibration == "vector":
             result.vector_scale, result.vector_bias = fit_vector_scaling(logits, valid_labels)
     return result
+
+
+def forward_transition(spec, cfg: TrainConfig, texts: list[str], targets: np.ndarray, weights: np.ndarray,
+                       classes: list[str], valid_texts: list[str] | None, valid_labels: np.ndarray | None,
+                       valid_targets: np.ndarray | None, seed: int, cache_dir: Path | None,
+                       features: tuple[np.ndarray, np.ndarray | None] | None) -> np.ndarray:
+    """(K, K) noise transition matrix for `loss: forward` from `loss_params.transition` (see `fine_tune`)."""
+    from .transition import transition_from_anchors, transition_from_gold
+
+    if not isinstance(spec, str):
+        return np.asarray(spec, dtype=float)
+    has_gold = (cfg.valid_labels == "gold" and valid_labels is not None and valid_targets is not None
+                and bool((np.asarray(valid_labels) >= 0).any()))
+    if spec == "auto":
+        spec = "gold" if has_gold else "anchors"
+    if spec == "gold":
+        if not has_gold:
+            raise ValueError("train.loss_params.transition: gold needs gold valid labels (train.valid_labels: gold) "
+                             "and the valid items' noisy labels; use anchors without them")
+        return transition_from_gold(valid_targets, valid_labels)
+    if spec != "anchors":
+        raise ValueError(f"train.loss_params.transition must be a K x K matrix, auto, gold or anchors, got {spec!r}")
+    noisy_cfg = cfg.model_copy(update={"loss": "soft_ce", "loss_params": {}, "loss_search": "off", "calibrate": False})
+    noisy_model = fine_tune(texts, targets, weights, classes, noisy_cfg, valid_texts=valid_texts,
+                            valid_labels=valid_labels, seed=seed, progress=False, cache_dir=cache_dir, features=features)
+    logits = (head_logits(noisy_model, features[0]) if features is not None and cfg.mode == "head"
+              else predict_logits(noisy_model, texts, batch_size=cfg.batch_size * 2, progress=False))
+    return transition_from_anchors(scaled_proba(logits, 1.0)[np.asarray(weights) > 0])
 
 
 def resolve_select_by(select_by: str, valid_source: str) -> str:
