@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import parse_config  # noqa: E402
+from pipeline.data import mark_entities  # noqa: E402
 from pipeline.denoise.guard import harmful, kept_label_agreement  # noqa: E402
 from pipeline.metrics import accuracy, expected_calibration_error  # noqa: E402
 from pipeline.runner import proba_columns, run_pipeline  # noqa: E402
@@ -33,14 +34,6 @@ from pipeline.runner import proba_columns, run_pipeline  # noqa: E402
 SHARED = ROOT.parent / "shared" / "datasets"
 DENOISERS = ["none", "knn", "confident-learning", "sidyp"]
 GUARD = 0.01  # the default denoise.guard tolerance
-
-
-def _mark_entities(text: str, span1, span2) -> str:
-    """Insert <e1>..</e1>, <e2>..</e2> around the two character spans."""
-    tags = sorted([(span1[0], "<e1>"), (span1[1], "</e1>"), (span2[0], "<e2>"), (span2[1], "</e2>")], reverse=True)
-    for pos, tag in tags:
-        text = text[:pos] + tag + text[pos:]
-    return text
 
 
 def prepare_semeval_mixtral(out: Path) -> dict:
@@ -55,7 +48,7 @@ def prepare_semeval_mixtral(out: Path) -> dict:
         for i, sent in enumerate(d["original_sent"]):
             ex = wrench[i]["data"] if i < len(wrench) else {}
             same = ex.get("text") == sent
-            texts.append(_mark_entities(sent, ex["span1"], ex["span2"]) if same else sent)
+            texts.append(mark_entities(sent, ex["span1"], ex["span2"]) if same else sent)
         frames.append(pd.DataFrame({"id": [f"{split}-{i}" for i in range(len(d))], "text": texts,
                                     "label": d["true_label"], "split": split, "mixtral": d["noisy_label"]}))
     path = out / "semeval-mixtral.csv"

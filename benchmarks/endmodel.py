@@ -17,7 +17,7 @@ point's training, valid scoring included).
     python benchmarks/endmodel.py --mode head --json out.json            # CPU: frozen encoder + linear head
     python benchmarks/endmodel.py --mode full --json out.json            # GPU: full fine-tuning
     python benchmarks/endmodel.py --mode head --features runs/feat --full-timing 480 --json out.json
-        # CPU: head grid on cached sentence embeddings (runs/feat/<set>-<pooling>-<max length>.npz)
+        # CPU: head grid on cached sentence embeddings (runs/feat/states-<pooling>-<max length>-<texts hash>.npz)
         # + one full-fine-tuning epoch of trec timed on 480 items (--full-timing 100000: the whole epoch)
     python benchmarks/endmodel.py --json out.json --markdown             # the BENCHMARKS.md table
 
@@ -28,6 +28,7 @@ Rows are written to the JSON after each run, so an interrupted run keeps what it
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -42,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.calibration import scaled_proba  # noqa: E402
 from pipeline.config import DataConfig, TrainConfig  # noqa: E402
-from pipeline.data import load_items  # noqa: E402
+from pipeline.data import load_items, mark_entities  # noqa: E402
 from pipeline.labelmodels import DEFAULT_METHOD, LABEL_MODELS, make_label_model  # noqa: E402
 from pipeline.metrics import expected_calibration_error  # noqa: E402
 
@@ -50,9 +51,11 @@ DATASETS = ["trec", "semeval-mixtral", "youtube", "semeval", "sms"]
 LOSSES = ["ce", "soft_ce", "gce", "sce", "elr", "forward", "coteaching"]
 
 
-def load_dataset(name: str, root: Path, label_model: str = DEFAULT_METHOD) -> dict:
+def load_dataset(name: str, root: Path, label_model: str = DEFAULT_METHOD, entity_markers: bool = True) -> dict:
     """texts/gold per split, noisy train targets (N, K) and weights (N,) (0 = no labeler voted); the WRENCH
-    sets' targets are the posteriors of `label_model` fitted on the train votes (no gold)."""
+    sets' targets are the posteriors of `label_model` fitted on the train votes (no gold). `entity_markers`:
+    semeval's entity pair wrapped in <e1>/<e2> (`data.entity_markers`; semeval-mixtral's sentences get the
+    markers of the same sentences in WRENCH semeval)."""
     if name == "semeval-mixtral":
         folder = root / "llm" / "semeval-mixtral-fewshot"
         mapping = json.loads((root / "wrench" / "semeval" / "label.json").read_text())
@@ -60,15 +63,19 @@ def load_dataset(name: str, root: Path, label_model: str = DEFAULT_METHOD) -> di
         parts = {s: pd.read_csv(folder / f"{s}.csv") for s in ("train", "valid", "test")}
         out = {"classes": classes}
         for s, df in parts.items():
-            out[s] = {"texts": df["original_sent"].astype(str).tolist(), "gold": df["true_label"].to_numpy(int),
-                      "noisy": df["noisy_label"].to_numpy(int)}
+            texts = df["original_sent"].astype(str).tolist()
+            if entity_markers:  # same sentences, same order as WRENCH semeval (checked per row)
+                wrench = [ex["data"] for ex in json.loads((root / "wrench" / "semeval" / f"{s}.json").read_text()).values()]
+                texts = [mark_entities(t, w["span1"], w["span2"]) if i < len(wrench) and (w := wrench[i])["text"] == t
+                         else t for i, t in enumerate(texts)]
+            out[s] = {"texts": texts, "gold": df["true_label"].to_numpy(int), "noisy": df["noisy_label"].to_numpy(int)}
         for s in ("train", "valid"):  # noisy_label -1: Mixtral gave no usable answer (weight 0, no target)
             noisy = out[s]["noisy"]
             out[s]["targets"] = np.eye(len(classes))[noisy] * (noisy >= 0)[:, None]
             out[s]["weights"] = (noisy >= 0).astype(float)
         out["valid"]["noisy_hard"] = out["valid"]["noisy"]
         return out
-    loaded = load_items(DataConfig(path=str(root / "wrench" / name), format="wrench"))
+    loaded = load_items(DataConfig(path=str(root / "wrench" / name), format="wrench", entity_markers=entity_markers))
     frame, classes = loaded.frame, loaded.classes
     votes = frame[loaded.annotation_columns].to_numpy(np.int64)
     split = frame["split"].to_numpy()
@@ -86,6 +93,14 @@ def load_dataset(name: str, root: Path, label_model: str = DEFAULT_METHOD) -> di
     out["valid"]["noisy_hard"] = np.where(valid_covered, model.predict(valid_votes), -1)
     out["valid"]["targets"] = model.predict_proba(valid_votes) * valid_covered[:, None]  # 0 rows: no vote
     return out
+
+
+def features_path(folder: str | Path, d: dict, pooling: str, max_length: int) -> Path:
+    """Cache file of a data set's encoder states: states-<pooling>-<max length>-<hash of the texts>.npz, keyed by
+    the texts, so data sets with the same texts share it (semeval, semeval-mixtral) and another text preparation
+    (e.g. without entity markers) gets another file."""
+    texts = "\x1f".join(t for s in ("train", "valid", "test") for t in d[s]["texts"])
+    return Path(folder) / f"states-{pooling}-{max_length}-{hashlib.sha256(texts.encode()).hexdigest()[:12]}.npz"
 
 
 def score(name: str, gold: np.ndarray, proba: np.ndarray) -> float:
@@ -132,7 +147,9 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "datasets"))
     ap.add_argument("--features", default=None, help="head mode: folder of cached encoder states "
-                    "(<dataset>-<pooling>-<max length>.npz), read if there, else written")
+                    "(states-<pooling>-<max length>-<texts hash>.npz), read if there, else written")
+    ap.add_argument("--no-entity-markers", action="store_true",
+                    help="semeval(-mixtral): plain sentences, without <e1>/<e2> around the entity pair")
     ap.add_argument("--pooling", default="auto", choices=["auto", "mean", "cls", "max"],
                     help="head mode: sentence pooling (auto: the encoder's own)")
     ap.add_argument("--limit", type=int, default=None, help="smoke test: first N train/valid/test items only")
@@ -167,7 +184,7 @@ def main() -> None:
     if not root.exists():
         sys.exit(f"datasets not found: {root}")
     t0 = time.perf_counter()
-    data = {name: load_dataset(name, root, args.label_model) for name in args.datasets}
+    data = {name: load_dataset(name, root, args.label_model, not args.no_entity_markers) for name in args.datasets}
     if args.limit:
         for d in data.values():
             for s in ("train", "valid", "test"):
@@ -179,7 +196,7 @@ def main() -> None:
         for name, d in data.items():
             start = time.perf_counter()
             texts = tuple(t for s in ("train", "valid", "test") for t in d[s]["texts"])
-            cached = Path(args.features) / f"{name}-{pooling}-{args.max_length}.npz" if args.features else None
+            cached = features_path(args.features, d, pooling, args.max_length) if args.features else None
             if texts in done:
                 features[name], embed_seconds[name] = features[done[texts]], embed_seconds[done[texts]]
                 print(f"[{name}] encoder states of {done[texts]} (the same texts)", flush=True)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from endmodel import DATASETS, ece_floor, load_dataset  # noqa: E402
+from endmodel import DATASETS, ece_floor, features_path, load_dataset  # noqa: E402
 
 from pipeline.calibration import fit_temperature, fit_vector_scaling, nll, scaled_proba  # noqa: E402
 from pipeline.config import TrainConfig  # noqa: E402
@@ -71,8 +71,7 @@ def main() -> None:
     temperatures = np.exp(np.linspace(np.log(0.2), np.log(20), 200))
     for name in args.datasets:
         d = load_dataset(name, Path(args.data_root))
-        feat = name if name != "semeval" else "semeval-mixtral"  # the same texts
-        with np.load(Path(args.features) / f"{feat}-{args.pooling}-{args.max_length}.npz") as z:
+        with np.load(features_path(args.features, d, args.pooling, args.max_length)) as z:  # endmodel.py's cache
             train_x, valid_x = z["train"], z["valid"]
         y = d["valid"]["gold"]
         for loss in args.losses:

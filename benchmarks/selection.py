@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from endmodel import DATASETS, LOSSES, load_dataset, score  # noqa: E402
+from endmodel import DATASETS, LOSSES, features_path, load_dataset, score  # noqa: E402
 
 from pipeline.calibration import nll, scaled_proba  # noqa: E402
 from pipeline.config import TrainConfig  # noqa: E402
@@ -57,9 +57,9 @@ def run(args) -> None:
     root, results = Path(args.data_root), []
     for name in args.datasets:
         d = load_dataset(name, root)
-        cached = Path(args.features) / f"{name}-mean-128.npz"
-        if not cached.exists() and name == "semeval":  # the same texts as semeval-mixtral (endmodel.py shares them)
-            cached = cached.with_name("semeval-mixtral-mean-128.npz")
+        cached = features_path(args.features, d, "mean", 128)  # written by endmodel.py --features
+        if not cached.exists():
+            sys.exit(f"{cached}: no cached encoder states; run benchmarks/endmodel.py --features {args.features} first")
         with np.load(cached) as z:
             feats = {s: z[s] for s in ("train", "valid")}
         a, b = halves(len(d["valid"]["gold"]))

@@ -28,6 +28,9 @@ class DataConfig(Section):
     classes: list[str] | None = None
     on_error: Literal["stop", "skip"] = "stop"
     split_fractions: tuple[float, float, float] | None = None  # train/valid/test when the data has no split
+    # WRENCH relation sets (examples with span1/span2: semeval, spouse, cdr, chemprot): wrap the entity pair in
+    # <e1>..</e1> <e2>..</e2>, so the classifier (and an LLM labeler) knows which relation is asked about
+    entity_markers: bool = True
 
     @model_validator(mode="after")
     def _classes_unique(self) -> DataConfig:

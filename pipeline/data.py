@@ -127,7 +127,22 @@ def _read_hf(path: Path) -> _Raw:
     return _Raw(records, [], classes=classes)
 
 
-def _read_wrench(path: Path) -> _Raw:
+def mark_entities(text: str, span1, span2) -> str:
+    """`text` with <e1>..</e1> and <e2>..</e2> around two [start, end) character spans (the entity pair of a
+    WRENCH relation example, as WRENCH's relation models mark it). ValueError for a span out of the text or
+    overlapping spans."""
+    (a1, b1), (a2, b2) = (tuple(int(v) for v in span1), tuple(int(v) for v in span2))
+    for start, end in ((a1, b1), (a2, b2)):
+        if not 0 <= start < end <= len(text):
+            raise ValueError(f"entity span [{start}, {end}) is outside the text (length {len(text)})")
+    if a1 < b2 and a2 < b1:
+        raise ValueError(f"entity spans [{a1}, {b1}) and [{a2}, {b2}) overlap")
+    for pos, tag in sorted([(a1, "<e1>"), (b1, "</e1>"), (a2, "<e2>"), (b2, "</e2>")], reverse=True):
+        text = text[:pos] + tag + text[pos:]
+    return text
+
+
+def _read_wrench(path: Path, entity_markers: bool = True) -> _Raw:
     folder = path if path.is_dir() else path.parent
     files = [folder / f"{s}.json" for s in SPLITS] if path.is_dir() else [path]
     files = [f for f in files if f.exists()]
@@ -157,6 +172,13 @@ def _read_wrench(path: Path) -> _Raw:
                 records.append(None)
                 continue
             rec = {k: v for k, v in ex["data"].items() if isinstance(v, (str, int, float))}
+            if entity_markers and "span1" in ex["data"] and "span2" in ex["data"]:
+                try:
+                    rec["text"] = mark_entities(str(rec.get("text", "")), ex["data"]["span1"], ex["data"]["span2"])
+                except (ValueError, TypeError) as err:
+                    errors.append(InputError(f, f"bad entity spans: {err}", row=rowno, field="data.span1/span2"))
+                    records.append(None)
+                    continue
             rec.update({"id": f"{split}-{key}", "label": ex.get("label"), "split": split})
             rec.update({f"lf_{j}": v for j, v in enumerate(weak)})
             records.append(rec)
@@ -242,7 +264,7 @@ def load_items(cfg: DataConfig, seed: int = 0) -> LoadedItems:
     if not path.exists():
         raise InputError(path, "file not found")
     fmt = detect_format(path) if cfg.format == "auto" else cfg.format
-    raw = READERS[fmt](path)
+    raw = _read_wrench(path, cfg.entity_markers) if fmt == "wrench" else READERS[fmt](path)
     records = raw.records
     if not any(r is not None for r in records):
         raise InputError(path, "the dataset is empty (no rows)")

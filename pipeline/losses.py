@@ -141,7 +141,7 @@ LOSSES = {"ce": HardCrossEntropy, "soft_ce": SoftCrossEntropy, "gce": Generalize
 TRAINING_MODES = {"coteaching"}
 LOSS_PARAMS = {"ce": (), "soft_ce": (), "gce": ("q",), "sce": ("alpha", "beta", "log_clip"), "elr": ("beta", "lam"),
                "forward": ("transition",),
-               "coteaching": ("forget_rate", "ramp_epochs", "base")}
+               "coteaching": ("forget_rate", "ramp_epochs", "base", "transition")}
 LOSS_GRIDS: dict[str, dict | list[dict]] = {
     "gce": {"q": [0.7, 0.4, 0.1]},
     "sce": [{"alpha": [0.1], "beta": [1.0]}, {"alpha": [0.01], "beta": [1.0]}, {"alpha": [1.0], "beta": [1.0]},

@@ -188,7 +188,7 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     `loss: forward` takes `loss_params.transition`: a K x K matrix, or how to estimate it (`forward_transition`):
     `gold` (counted on the valid items' gold labels against `valid_targets`, their (Nv, K) noisy label
     distributions; needs `cfg.valid_labels: gold`), `anchors` (from a soft-CE model of the noisy labels), or
-    `auto` (gold when possible, else anchors).
+    `auto` (gold when possible, else anchors). So does `loss: coteaching` with `loss_params.base: forward`.
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -224,13 +224,12 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
     if coteach:
         forget_rate = float(params.pop("forget_rate", 0.2))
         ramp_epochs = int(params.pop("ramp_epochs", max(1, epochs // 4)))
-        loss_fn = make_loss(params.pop("base", "soft_ce"), len(keep), len(classes), **params)
-    else:
-        if cfg.loss == "forward":
-            transition = forward_transition(params.get("transition", "auto"), cfg, texts, targets, weights, classes,
-                                            valid_texts, valid_labels, valid_targets, seed, cache_dir, features)
-            params["transition"] = transition
-        loss_fn = make_loss(cfg.loss, len(keep), len(classes), **params)
+    base = params.pop("base", "soft_ce") if coteach else cfg.loss
+    if base == "forward":  # also as co-teaching's base loss
+        transition = forward_transition(params.get("transition", "auto"), cfg, texts, targets, weights, classes,
+                                        valid_texts, valid_labels, valid_targets, seed, cache_dir, features)
+        params["transition"] = transition
+    loss_fn = make_loss(base, len(keep), len(classes), **params)
 
     accelerator = _accelerator(cfg.mixed_precision)
     _set_seed(seed)

@@ -89,6 +89,37 @@ def test_wrench_generated(tmp_path):
     assert f["gold"].tolist() == [1, 0, 1]
 
 
+def test_wrench_relation_examples_get_entity_markers(tmp_path):
+    folder = tmp_path / "rel"
+    folder.mkdir()
+    (folder / "label.json").write_text(json.dumps({"0": "no", "1": "spouse"}))
+    text = "Ann married Bob in Rome"
+    examples = {"0": {"label": 1, "weak_labels": [1], "data": {"text": text, "span1": [0, 3], "span2": [12, 15]}},
+                "1": {"label": 0, "weak_labels": [0], "data": {"text": text, "span1": [19, 23], "span2": [0, 3]}},
+                "2": {"label": 0, "weak_labels": [0], "data": {"text": text, "span1": [0, 5], "span2": [2, 4]}},
+                "3": {"label": 0, "weak_labels": [0], "data": {"text": text, "span1": [0, 3], "span2": [20, 99]}}}
+    (folder / "train.json").write_text(json.dumps(examples))
+    loaded = load_items(DataConfig(path=str(folder), on_error="skip"))
+    assert loaded.frame["text"].tolist() == ["<e1>Ann</e1> married <e2>Bob</e2> in Rome",
+                                             "<e2>Ann</e2> married Bob in <e1>Rome</e1>"]
+    assert [e.row for e in loaded.skipped] == [3, 4] and "overlap" in str(loaded.skipped[0])
+    assert "outside the text" in str(loaded.skipped[1])
+    with pytest.raises(InputError, match="row 3.*bad entity spans"):
+        load_items(DataConfig(path=str(folder)))
+    plain = load_items(DataConfig(path=str(folder), entity_markers=False))
+    assert plain.frame["text"].tolist() == [text] * 4
+
+
+def test_wrench_real_semeval_marks_the_named_entities():
+    path = require_shared("wrench", "semeval")
+    frame = load_items(DataConfig(path=str(path))).frame
+    raw = json.loads((path / "train.json").read_text())
+    first = next(iter(raw.values()))["data"]
+    marked = frame["text"].iloc[0]
+    assert f"<e1>{first['entity1']}</e1>" in marked and f"<e2>{first['entity2']}</e2>" in marked
+    assert frame["text"].str.contains("<e1>").all() and frame["text"].str.contains("</e2>").all()
+
+
 def test_wrench_real_youtube():
     path = require_shared("wrench", "youtube")
     loaded = load_items(DataConfig(path=str(path)))

@@ -111,6 +111,13 @@ def test_forward_with_the_gold_transition_undoes_a_systematic_confusion(blobs):
     assert forward.loss_params == {"transition": "gold"}
 
 
+def test_coteaching_on_the_forward_loss(blobs):
+    cfg = TrainConfig(loss="coteaching", loss_params={"base": "forward", "transition": "gold", "forget_rate": 0.1},
+                      mode="head", head_epochs=15, valid_labels="gold", loss_search="off", patience=None)
+    clf = _train(blobs, cfg, valid_targets=np.eye(3)[blobs["noisy_v"]])
+    assert clf.transition.shape == (3, 3) and _accuracy(clf, blobs) > 0.95
+
+
 def test_forward_search_and_anchors_without_gold(blobs):
     cfg = TrainConfig(loss="forward", mode="head", head_epochs=10, valid_labels="gold", patience=None)
     clf = _train(blobs, cfg, valid_targets=np.eye(3)[blobs["noisy_v"]])
