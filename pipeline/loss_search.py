@@ -81,7 +81,7 @@ class LossParamSearch:
         """Train on texts (N) / targets (N, K) / weights (N,) once per grid point; valid_labels (Nv,) int class
         indices (-1 = unknown), at least one known. `features`: head mode's (train, valid) encoder states;
         `valid_targets`: (Nv, K) noisy label distributions of the valid items (loss forward's gold transition)."""
-        from .train import encoder_states, fine_tune, load_classifier, resolve_select_by, selection_key
+        from .train import fine_tune, head_features, resolve_select_by, selection_key
 
         valid_labels = None if valid_labels is None else np.asarray(valid_labels)
         if valid_texts is None or valid_labels is None or not (valid_labels >= 0).any():
@@ -91,11 +91,7 @@ class LossParamSearch:
         embed_seconds = 0.0
         if self.cfg.mode == "head" and features is None:  # one encoder pass, shared by every grid point
             start = time.perf_counter()
-            model, tokenizer = load_classifier(self.cfg.model, classes, "head", self.cfg.pooling)
-            batch = self.cfg.batch_size * 2
-            features = (encoder_states(model, tokenizer, texts, batch, self.cfg.max_length, progress, cache_dir),
-                        encoder_states(model, tokenizer, valid_texts, batch, self.cfg.max_length, progress, cache_dir))
-            del model
+            features = head_features(self.cfg, classes, texts, valid_texts, progress, cache_dir)
             embed_seconds = time.perf_counter() - start
         start = time.perf_counter()
         self.results_, best = [], None

@@ -155,3 +155,20 @@ def test_full_mode_forward_estimates_anchors_from_a_fine_tuned_noisy_model():
     assert clf.search == [] and clf.transition.shape == (3, 3)  # full mode: no search; auto without gold: anchors
     np.testing.assert_allclose(clf.transition.sum(axis=1), 1.0, atol=1e-6)
     assert len(clf.history) == 1 and np.isfinite(clf.history[0]["train_loss"])
+
+
+def test_head_forward_with_anchors_encodes_the_texts_once(monkeypatch):
+    """Head mode without precomputed states: the anchor model and the forward model share one encoder pass."""
+    import pipeline.train as train
+    from tests.test_train import CLASSES, TEXTS, VALID, VALID_Y, Y
+
+    calls = []
+    real = train.encoder_states
+    monkeypatch.setattr(train, "encoder_states", lambda model, tok, texts, *a, **k: calls.append(len(texts)) or
+                        real(model, tok, texts, *a, **k))
+    cfg = TrainConfig(mode="head", loss="forward", head_epochs=3, max_length=32, valid_labels="noisy",
+                      loss_search="off")
+    clf = fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, cfg, valid_texts=VALID, valid_labels=VALID_Y,
+                    seed=0, progress=False)
+    assert calls == [len(TEXTS), len(VALID)]  # train states, valid states: once each
+    assert clf.transition.shape == (3, 3) and clf.embed_seconds > 0
