@@ -152,6 +152,9 @@ def main() -> None:
                     help="semeval(-mixtral): plain sentences, without <e1>/<e2> around the entity pair")
     ap.add_argument("--pooling", default="auto", choices=["auto", "mean", "cls", "max"],
                     help="head mode: sentence pooling (auto: the encoder's own)")
+    ap.add_argument("--entity-pooling", default="auto", choices=["auto", "on", "off"],
+                    help="head mode: also the entity pair's states on texts with <e1>/<e2> (train.entity_pooling; "
+                         "auto: when most train texts are marked)")
     ap.add_argument("--limit", type=int, default=None, help="smoke test: first N train/valid/test items only")
     ap.add_argument("--time-budget", type=float, default=None, help="start no new run after this many seconds")
     ap.add_argument("--full-timing", type=int, default=None, metavar="N",
@@ -177,6 +180,7 @@ def main() -> None:
         load_classifier,
         predict_logits,
         resolve_select_by,
+        uses_entity_pooling,
     )
 
     torch.set_num_threads(args.threads)
@@ -191,11 +195,12 @@ def main() -> None:
                 d[s] = {k: v[:args.limit] for k, v in d[s].items()}
     features, embed_seconds = {}, {}
     if args.mode == "head":  # one frozen-encoder pass per dataset, shared by every loss and seed
-        pooling = sentence_pooling(args.model, args.pooling)
         done = {}  # texts of all splits -> dataset already encoded (semeval-mixtral has semeval's texts)
         for name, d in data.items():
             start = time.perf_counter()
             texts = tuple(t for s in ("train", "valid", "test") for t in d[s]["texts"])
+            entity = uses_entity_pooling(TrainConfig(mode="head", entity_pooling=args.entity_pooling), d["train"]["texts"])
+            pooling = sentence_pooling(args.model, args.pooling) + ("+entity" if entity else "")
             cached = features_path(args.features, d, pooling, args.max_length) if args.features else None
             if texts in done:
                 features[name], embed_seconds[name] = features[done[texts]], embed_seconds[done[texts]]
@@ -207,7 +212,7 @@ def main() -> None:
                     embed_seconds[name] = float(z["seconds"]) if "seconds" in z else float("nan")
                 print(f"[{name}] encoder states read from {cached}", flush=True)
             else:
-                model, tok = load_classifier(args.model, d["classes"], "head", pooling)
+                model, tok = load_classifier(args.model, d["classes"], "head", args.pooling, entity)
                 model.to("cuda" if torch.cuda.is_available() else "cpu")
                 features[name] = {s: encoder_states(model, tok, d[s]["texts"], 64, args.max_length, progress=False)
                                   for s in ("train", "valid", "test")}
@@ -239,6 +244,7 @@ def main() -> None:
             targets, weights = d["train"]["targets"], d["train"]["weights"]
         valid_labels = d["valid"]["gold"] if args.valid == "gold" else d["valid"]["noisy_hard"]
         cfg = TrainConfig(model=args.model, mode=args.mode, pooling=args.pooling, calibration=args.calibration,
+                          entity_pooling=args.entity_pooling,
                           loss=loss, epochs=args.epochs, loss_search=args.loss_search,
                           head_epochs=args.head_epochs, batch_size=args.batch_size, max_length=args.max_length,
                           valid_labels=args.valid,

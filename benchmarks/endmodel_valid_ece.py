@@ -77,7 +77,7 @@ def main() -> None:
         for loss in args.losses:
             for seed in range(args.seeds):
                 clf = fine_tune(d["train"]["texts"], d["train"]["targets"], d["train"]["weights"], d["classes"],
-                                TrainConfig(mode="head", pooling=args.pooling, loss=loss),
+                                TrainConfig(mode="head", pooling=args.pooling, loss=loss, entity_pooling="off"),
                                 valid_texts=d["valid"]["texts"], valid_labels=y, seed=seed, progress=False,
                                 features=(train_x, valid_x))
                 logits = head_logits(clf, valid_x)

@@ -51,13 +51,14 @@ def halves(n: int, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
 def run(args) -> None:
     import torch
 
-    from pipeline.train import fine_tune, head_logits
+    from pipeline.train import fine_tune, head_logits, uses_entity_pooling
 
     torch.set_num_threads(1)
     root, results = Path(args.data_root), []
     for name in args.datasets:
         d = load_dataset(name, root)
-        cached = features_path(args.features, d, "mean", 128)  # written by endmodel.py --features
+        entity = uses_entity_pooling(TrainConfig(mode="head", entity_pooling=args.entity_pooling), d["train"]["texts"])
+        cached = features_path(args.features, d, "mean+entity" if entity else "mean", 128)  # endmodel.py --features
         if not cached.exists():
             sys.exit(f"{cached}: no cached encoder states; run benchmarks/endmodel.py --features {args.features} first")
         with np.load(cached) as z:
@@ -67,7 +68,8 @@ def run(args) -> None:
         select_labels = gold if args.valid == "gold" else d["valid"]["noisy_hard"]  # -1: no vote, unknown
         for seed in range(args.seeds):
             for loss in args.losses:
-                cfg = TrainConfig(mode="head", loss=loss, select_by=args.select_by, valid_labels=args.valid)
+                cfg = TrainConfig(mode="head", loss=loss, select_by=args.select_by, valid_labels=args.valid,
+                                  entity_pooling=args.entity_pooling)
                 start = time.perf_counter()
                 clf = fine_tune(d["train"]["texts"], d["train"]["targets"], d["train"]["weights"], d["classes"], cfg,
                                 valid_texts=[d["valid"]["texts"][i] for i in a], valid_labels=select_labels[a], seed=seed,
@@ -76,6 +78,7 @@ def run(args) -> None:
                 logits = head_logits(clf, feats["valid"][b])
                 cal = scaled_proba(logits, clf.temperature)
                 row = {"dataset": name, "loss": loss, "seed": seed, "select_by": args.select_by, "valid": args.valid,
+                       "entity_pooling": entity,
                        "score_b": score(name, gold[b], cal), "nll_b": nll(logits, gold[b], clf.temperature),
                        "ece_b": expected_calibration_error(gold[b], cal),
                        "ece_b_raw": expected_calibration_error(gold[b], scaled_proba(logits, 1.0)),
@@ -118,6 +121,7 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
     ap.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--entity-pooling", default="auto", choices=["auto", "on", "off"], help="train.entity_pooling")
     ap.add_argument("--features", default=str(ROOT / "runs" / "feat"))
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "datasets"))
     args = ap.parse_args()

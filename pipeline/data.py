@@ -127,6 +127,16 @@ def _read_hf(path: Path) -> _Raw:
     return _Raw(records, [], classes=classes)
 
 
+ENTITY_MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
+
+
+def has_entity_markers(texts: list[str], share: float = 0.5) -> bool:
+    """Whether at least `share` of the texts carry both opening entity markers (<e1> and <e2>)."""
+    texts = list(texts)
+    marked = sum(ENTITY_MARKERS[0] in t and ENTITY_MARKERS[2] in t for t in texts)
+    return bool(texts) and marked >= share * len(texts)
+
+
 def mark_entities(text: str, span1, span2) -> str:
     """`text` with <e1>..</e1> and <e2>..</e2> around two [start, end) character spans (the entity pair of a
     WRENCH relation example, as WRENCH's relation models mark it). ValueError for a span out of the text or
@@ -137,7 +147,8 @@ def mark_entities(text: str, span1, span2) -> str:
             raise ValueError(f"entity span [{start}, {end}) is outside the text (length {len(text)})")
     if a1 < b2 and a2 < b1:
         raise ValueError(f"entity spans [{a1}, {b1}) and [{a2}, {b2}) overlap")
-    for pos, tag in sorted([(a1, "<e1>"), (b1, "</e1>"), (a2, "<e2>"), (b2, "</e2>")], reverse=True):
+    e1, e1_end, e2, e2_end = ENTITY_MARKERS
+    for pos, tag in sorted([(a1, e1), (b1, e1_end), (a2, e2), (b2, e2_end)], reverse=True):
         text = text[:pos] + tag + text[pos:]
     return text
 

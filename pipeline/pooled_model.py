@@ -3,6 +3,13 @@
 encoder -> pooling of the last hidden states over the attention mask (mean / cls / max, as the encoder
 was trained, e.g. sentence-transformers' `1_Pooling`) -> dropout -> linear.
 
+With `entity_markers` (the token ids of <e1>, </e1>, <e2>, </e2>; relation data marked by
+`data.entity_markers`), the pooled vector is [sentence; e1 start; e1 span; e2 start; e2 span] (5H): the
+state at each opening marker's first token and the mean over the entity's tokens between its markers
+(the entity representations of Baldini Soares et al. 2019, "Matching the Blanks", read from a frozen
+encoder). A text without a pair of markers (or with one cut off by truncation) gets the sentence vector
+in those places.
+
 This file imports only torch and transformers: `save_pretrained` copies it into the model folder and
 writes `auto_map` into config.json, so that
 `AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)` rebuilds the model
@@ -25,12 +32,15 @@ class PooledEncoderConfig(PretrainedConfig):
     model_type = "labelpipe_pooled_encoder"
 
     def __init__(self, encoder: dict | None = None, pooling: str = "mean", classifier_dropout: float = 0.1,
-                 **kwargs):
+                 entity_markers: list[list[int]] | None = None, **kwargs):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+        if entity_markers is not None and (len(entity_markers) != 4 or not all(entity_markers)):
+            raise ValueError("entity_markers must be the 4 non-empty token id lists of <e1>, </e1>, <e2>, </e2>")
         self.encoder = dict(encoder or {})
         self.pooling = pooling
         self.classifier_dropout = float(classifier_dropout)
+        self.entity_markers = None if entity_markers is None else [[int(i) for i in m] for m in entity_markers]
         super().__init__(**kwargs)
 
 
@@ -42,6 +52,34 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == "max":
         return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+def find_first(input_ids: torch.Tensor, sequence: list[int]) -> torch.Tensor:
+    """(B,) position of the first occurrence of the token id `sequence` in each row of input_ids (B, T); -1: none."""
+    n = len(sequence)
+    if input_ids.shape[1] < n:
+        return torch.full(input_ids.shape[:1], -1, dtype=torch.long, device=input_ids.device)
+    windows = input_ids.unfold(1, n, 1)  # (B, T - n + 1, n)
+    hit = (windows == torch.tensor(sequence, device=input_ids.device)).all(dim=-1)
+    return torch.where(hit.any(dim=1), hit.long().argmax(dim=1), -1)
+
+
+def entity_pool(hidden: torch.Tensor, input_ids: torch.Tensor, sentence: torch.Tensor,
+                markers: list[list[int]]) -> torch.Tensor:
+    """(B, 5H) [sentence; e1 start; e1 span; e2 start; e2 span] from hidden states (B, T, H), the token ids
+    (B, T), the sentence vectors (B, H) and the marker id lists of <e1>, </e1>, <e2>, </e2>."""
+    rows, positions = torch.arange(hidden.shape[0], device=hidden.device), torch.arange(hidden.shape[1],
+                                                                                        device=hidden.device)
+    parts = [sentence]
+    for opening, closing in ((markers[0], markers[1]), (markers[2], markers[3])):
+        start, end = find_first(input_ids, opening), find_first(input_ids, closing)
+        first = start + len(opening)  # the entity's first token
+        found = (start >= 0) & (end > first)
+        span = ((positions >= first[:, None]) & (positions < end[:, None]) & found[:, None]).to(hidden.dtype)
+        span_mean = (hidden * span.unsqueeze(-1)).sum(dim=1) / span.sum(dim=1, keepdim=True).clamp(min=1)
+        start_state = hidden[rows, start.clamp(min=0)]
+        parts += [torch.where(found[:, None], start_state, sentence), torch.where(found[:, None], span_mean, sentence)]
+    return torch.cat(parts, dim=-1)
 
 
 class PooledHead(nn.Module):
@@ -64,8 +102,13 @@ class PooledEncoderForSequenceClassification(PreTrainedModel):
         super().__init__(config)
         encoder = dict(config.encoder)
         self.encoder = AutoModel.from_config(AutoConfig.for_model(encoder.pop("model_type"), **encoder))
-        self.head = PooledHead(self.encoder.config.hidden_size, config.num_labels, config.classifier_dropout)
+        self.head = PooledHead(self.pooled_size, config.num_labels, config.classifier_dropout)
         self.post_init()
+
+    @property
+    def pooled_size(self) -> int:
+        """Size of the pooled vector: H, or 5H with entity markers."""
+        return self.encoder.config.hidden_size * (1 if self.config.entity_markers is None else 5)
 
     @classmethod
     def from_encoder(cls, path: str, pooling: str = "mean", **config_kwargs):
@@ -78,11 +121,14 @@ class PooledEncoderForSequenceClassification(PreTrainedModel):
         return model
 
     def pooled(self, input_ids=None, attention_mask=None, **encoder_inputs) -> torch.Tensor:
-        """(B, H) pooled last hidden states: what head mode caches."""
+        """(B, pooled_size) pooled last hidden states: what head mode caches."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs).last_hidden_state
-        return pool(hidden, attention_mask, self.config.pooling)
+        sentence = pool(hidden, attention_mask, self.config.pooling)
+        if self.config.entity_markers is None:
+            return sentence
+        return entity_pool(hidden, input_ids, sentence, self.config.entity_markers)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}

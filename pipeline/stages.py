@@ -267,6 +267,7 @@ def train_stage(run: Run) -> dict:
         predict_logits,
         resolve_select_by,
         save_classifier,
+        uses_entity_pooling,
     )
 
     cfg = run.cfg.train
@@ -289,7 +290,8 @@ def train_stage(run: Run) -> dict:
                                  "valid_labels": valid_source})
     states = None
     if cfg.mode == "head":  # one frozen-encoder pass over every item, cached in the run folder
-        model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling)
+        entity = uses_entity_pooling(cfg, [t for t, m in zip(texts, train) if m])
+        model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling, entity)
         states = encoder_states(model, tokenizer, texts, cfg.batch_size * 2, cfg.max_length, run.progress,
                                 cache_dir=run.path("cache/states"))
         del model
@@ -303,6 +305,7 @@ def train_stage(run: Run) -> dict:
         extra["transition"] = np.asarray(clf.transition).round(6).tolist()
     if cfg.mode == "head":
         extra["pooling"] = clf.model.config.pooling
+        extra["entity_pooling"] = clf.model.config.entity_markers is not None
     save_classifier(clf, run.path("model"), extra=extra)
     logits = head_logits(clf, states) if states is not None else predict_logits(
         clf, texts, batch_size=cfg.batch_size * 2, progress=run.progress)

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from .calibration import crossfit_nll, fit_temperature, fit_vector_scaling, scaled_proba
 from .config import TrainConfig
+from .data import ENTITY_MARKERS, has_entity_markers
 from .errors import LabelpipeError
 from .losses import coteaching_select, make_loss, weighted_mean
 from .models import resolve_encoder, sentence_pooling
@@ -80,12 +81,14 @@ def _set_seed(seed: int) -> None:
     set_seed(seed)
 
 
-def load_classifier(name: str, classes: list[str], mode: str = "full", pooling: str = "auto"):
+def load_classifier(name: str, classes: list[str], mode: str = "full", pooling: str = "auto",
+                    entity_pooling: bool = False):
     """A fresh sequence classifier over `classes` on top of the encoder `name`, and its tokenizer.
 
     mode "full": the standard `AutoModelForSequenceClassification`; "head": a
     `PooledEncoderForSequenceClassification` with the encoder's own sentence pooling (`pooling`: auto =
-    as the encoder was trained, or mean / cls / max).
+    as the encoder was trained, or mean / cls / max), and with `entity_pooling` the entity pair's states
+    too (the marker strings `data.ENTITY_MARKERS` as this tokenizer splits them).
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -96,10 +99,20 @@ def load_classifier(name: str, classes: list[str], mode: str = "full", pooling: 
     if mode == "head":
         from .pooled_model import PooledEncoderForSequenceClassification
 
-        model = PooledEncoderForSequenceClassification.from_encoder(path, sentence_pooling(name, pooling), **labels)
+        markers = [tokenizer(m, add_special_tokens=False)["input_ids"] for m in ENTITY_MARKERS] if entity_pooling \
+            else None
+        model = PooledEncoderForSequenceClassification.from_encoder(path, sentence_pooling(name, pooling),
+                                                                    entity_markers=markers, **labels)
         return model, tokenizer
     model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, **labels)
     return model, tokenizer
+
+
+def uses_entity_pooling(cfg: TrainConfig, texts: list[str]) -> bool:
+    """`cfg.entity_pooling` resolved: on / off, or auto = in head mode when most `texts` carry entity markers."""
+    if cfg.entity_pooling == "auto":
+        return cfg.mode == "head" and has_entity_markers(texts)
+    return cfg.entity_pooling == "on" and cfg.mode == "head"
 
 
 def _head(model) -> torch.nn.Module:
@@ -120,19 +133,20 @@ def _length_batches(texts: list[str], batch_size: int) -> list[np.ndarray]:
 @torch.no_grad()
 def encoder_states(model, tokenizer, texts: list[str], batch_size: int = 64, max_length: int = 128,
                    progress: bool = True, cache_dir: Path | None = None) -> np.ndarray:
-    """(N, H) float32 pooled last hidden states of a head-mode model's frozen encoder (`model.pooled`);
-    cached in `cache_dir` by content (encoder weights' name, pooling, max_length, texts)."""
+    """(N, P) float32 pooled last hidden states of a head-mode model's frozen encoder (`model.pooled`; P =
+    `model.pooled_size`); cached in `cache_dir` by content (encoder weights' name, pooling, entity markers,
+    max_length, texts)."""
     path = None
     if cache_dir is not None:
         encoder = model.encoder.config
-        key = hashlib.sha256("\x1f".join([str(encoder._name_or_path), model.config.pooling, str(max_length),
-                                          *texts]).encode())
+        key = hashlib.sha256("\x1f".join([str(encoder._name_or_path), model.config.pooling,
+                                          str(model.config.entity_markers), str(max_length), *texts]).encode())
         path = Path(cache_dir) / f"{model.config.pooling}-{key.hexdigest()[:20]}.npy"
         if path.exists():
             return np.load(path)
     model.eval()
     device = next(model.parameters()).device
-    states = np.zeros((len(texts), model.encoder.config.hidden_size), np.float32)
+    states = np.zeros((len(texts), model.pooled_size), np.float32)
     for batch in tqdm(_length_batches(texts, batch_size), desc="encode", disable=not progress, leave=False):
         enc = tokenizer([texts[i] for i in batch], truncation=True, max_length=max_length, padding=True,
                         return_tensors="pt").to(device)
@@ -149,7 +163,7 @@ def head_features(cfg: TrainConfig, classes: list[str], texts: list[str], valid_
                   progress: bool = True, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Head mode's frozen-encoder states (`encoder_states`) of the train texts (N, H) and the valid texts (Nv, H)
     (None without them): one encoder pass, to share between the trainings of a search or of a two-step loss."""
-    model, tokenizer = load_classifier(cfg.model, classes, "head", cfg.pooling)
+    model, tokenizer = load_classifier(cfg.model, classes, "head", cfg.pooling, uses_entity_pooling(cfg, texts))
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     batch = cfg.batch_size * 2
     return (encoder_states(model, tokenizer, texts, batch, cfg.max_length, progress, cache_dir),
@@ -250,7 +264,7 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
 
     accelerator = _accelerator(cfg.mixed_precision)
     _set_seed(seed)
-    model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling)
+    model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling, uses_entity_pooling(cfg, texts))
     result = TrainedClassifier(model, tokenizer, classes=list(classes), max_length=cfg.max_length,
                                loss_params=dict(cfg.loss_params), transition=transition)
 

@@ -23,9 +23,10 @@ def test_endmodel_benchmark_smoke(tmp_path):
         assert r["dataset"] == "semeval-mixtral" and r["mode"] == "head" and 0 <= r["score"] <= 1
         assert 0 <= r["ece"] <= 1 and 0 <= r["ece_calibrated"] <= 1 and r["seconds_per_epoch"] > 0
     assert rows[1]["loss_params"]["transition"] in ("gold", "anchors")
-    # the encoder states are cached under a name keyed by the (entity-marked) texts, and read back on a rerun
-    (cache,) = feat.glob("states-mean-128-*.npz")
+    # the encoder states (sentence + entity pair: the texts are marked) are cached under a name keyed by the
+    # texts, and read back on a rerun
+    (cache,) = feat.glob("states-mean+entity-128-*.npz")
     with np.load(cache) as z:
-        assert z["train"].shape == (60, 384)
+        assert z["train"].shape == (60, 5 * 384)
     again = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True, timeout=300)
     assert "encoder states read from" in again.stdout
