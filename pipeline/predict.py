@@ -6,15 +6,17 @@ Reads CSV / JSONL / Parquet, writes the same rows with `pred` (class name), `con
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .data import read_table
+from .data import has_entity_markers, read_table
 from .errors import InputError, LabelpipeError
 from .train import MODEL_META, load_trained, predict_proba
 
+log = logging.getLogger("labelpipe")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
@@ -69,7 +71,14 @@ def predict_file(model: str | Path, input_path: str | Path, output_path: str | P
         row = int(np.flatnonzero(empty.to_numpy())[0]) + 1
         raise InputError(input_path, f"empty text ({int(empty.sum())} such rows)", row=row, field=text_column)
     clf = load_trained(resolve_model_dir(model))
-    proba = predict_proba(clf, texts.astype(str).tolist(), batch_size=batch_size, progress=progress)
+    texts = texts.astype(str).tolist()
+    if getattr(clf.model.config, "entity_markers", None) is not None:
+        unmarked = sum(not has_entity_markers([t], share=1.0) for t in texts)
+        if unmarked:
+            log.warning("%d of %d texts have no <e1>..</e1> <e2>..</e2> entity markers, which this model was trained "
+                        "with (train.entity_pooling): their entity features fall back to the sentence vector, and "
+                        "their predictions are likely worse; mark the entity pair as in training", unmarked, len(texts))
+    proba = predict_proba(clf, texts, batch_size=batch_size, progress=progress)
     out = frame.copy()
     out["pred"] = [clf.classes[i] for i in proba.argmax(axis=1)]
     out["confidence"] = proba.max(axis=1)

@@ -83,7 +83,7 @@ def _relation_data():
     return texts, np.array(labels)
 
 
-def test_entity_head_learns_what_the_sentence_vector_cannot_and_reloads(tmp_path):
+def test_entity_head_learns_what_the_sentence_vector_cannot_and_reloads(tmp_path, caplog):
     """Each sentence appears once per class, so the label lives in which words are marked: the entity head
     separates the pairs; the model saved in Hugging Face format gives the same logits through transformers."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -112,6 +112,18 @@ def test_entity_head_learns_what_the_sentence_vector_cannot_and_reloads(tmp_path
     with torch.no_grad():
         via_transformers = auto(**tok([texts[i] for i in valid], padding=True, return_tensors="pt")).logits.numpy()
     np.testing.assert_allclose(via_transformers, logits, atol=1e-5)
+
+    # `labelpipe predict` warns when the texts lack the markers the model was trained with
+    import logging
+
+    import pandas as pd
+
+    from pipeline.predict import predict_file
+
+    pd.DataFrame({"text": [texts[12], "the chef cut the bread with a knife"]}).to_csv(tmp_path / "in.csv", index=False)
+    with caplog.at_level(logging.WARNING, logger="labelpipe"):
+        out = predict_file(folder, tmp_path / "in.csv", tmp_path / "out.csv", progress=False)
+    assert len(out) == 2 and "1 of 2 texts have no <e1>" in caplog.text
 
     plain, _ = load_classifier("default", classes, "head")  # sentence pooling only: the pairs look alike
     pairs = encoder_states(plain, clf.tokenizer, texts[:2], max_length=32, progress=False)
