@@ -3,7 +3,8 @@
 encoder -> pooling of the last hidden states over the attention mask (mean / cls / max, as the encoder
 was trained, e.g. sentence-transformers' `1_Pooling`) -> dropout -> linear.
 
-With `entity_markers` (the token ids of <e1>, </e1>, <e2>, </e2>; relation data marked by
+With `entity_markers` (the token ids of <e1>, </e1>, <e2>, </e2>, in each way the tokenizer writes them: alone,
+after a space, glued to a word; relation data marked by
 `data.entity_markers`), the pooled vector is [sentence; e1 start; e1 span; e2 start; e2 span] (5H): the
 state at each opening marker's first token and the mean over the entity's tokens between its markers
 (the entity representations of Baldini Soares et al. 2019, "Matching the Blanks", read from a frozen
@@ -32,15 +33,18 @@ class PooledEncoderConfig(PretrainedConfig):
     model_type = "labelpipe_pooled_encoder"
 
     def __init__(self, encoder: dict | None = None, pooling: str = "mean", classifier_dropout: float = 0.1,
-                 entity_markers: list[list[int]] | None = None, **kwargs):
+                 entity_markers: list[list[list[int]]] | None = None, **kwargs):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-        if entity_markers is not None and (len(entity_markers) != 4 or not all(entity_markers)):
-            raise ValueError("entity_markers must be the 4 non-empty token id lists of <e1>, </e1>, <e2>, </e2>")
+        if entity_markers is not None and (len(entity_markers) != 4 or not all(
+                variants and all(variants) for variants in entity_markers)):
+            raise ValueError("entity_markers must hold, for each of <e1>, </e1>, <e2>, </e2>, a non-empty list of "
+                             "non-empty token id sequences (the ways the tokenizer writes the marker)")
         self.encoder = dict(encoder or {})
         self.pooling = pooling
         self.classifier_dropout = float(classifier_dropout)
-        self.entity_markers = None if entity_markers is None else [[int(i) for i in m] for m in entity_markers]
+        self.entity_markers = None if entity_markers is None else [[[int(i) for i in seq] for seq in variants]
+                                                                   for variants in entity_markers]
         super().__init__(**kwargs)
 
 
@@ -54,26 +58,34 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
 
 
-def find_first(input_ids: torch.Tensor, sequence: list[int]) -> torch.Tensor:
-    """(B,) position of the first occurrence of the token id `sequence` in each row of input_ids (B, T); -1: none."""
-    n = len(sequence)
-    if input_ids.shape[1] < n:
-        return torch.full(input_ids.shape[:1], -1, dtype=torch.long, device=input_ids.device)
-    windows = input_ids.unfold(1, n, 1)  # (B, T - n + 1, n)
-    hit = (windows == torch.tensor(sequence, device=input_ids.device)).all(dim=-1)
-    return torch.where(hit.any(dim=1), hit.long().argmax(dim=1), -1)
+def find_first(input_ids: torch.Tensor, variants: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where in each row of input_ids (B, T) the earliest of the token id sequences `variants` starts: (B,)
+    positions (-1: none) and (B,) the length of the sequence found there (0: none)."""
+    batch, length = input_ids.shape
+    best = torch.full((batch,), length, dtype=torch.long, device=input_ids.device)
+    size = torch.zeros(batch, dtype=torch.long, device=input_ids.device)
+    for sequence in variants:
+        n = len(sequence)
+        if length < n:
+            continue
+        windows = input_ids.unfold(1, n, 1)  # (B, T - n + 1, n)
+        hit = (windows == torch.tensor(sequence, device=input_ids.device)).all(dim=-1)
+        position = torch.where(hit.any(dim=1), hit.long().argmax(dim=1), length)
+        earlier = position < best
+        best, size = torch.where(earlier, position, best), torch.where(earlier, n, size)
+    return torch.where(best < length, best, -1), size
 
 
 def entity_pool(hidden: torch.Tensor, input_ids: torch.Tensor, sentence: torch.Tensor,
                 markers: list[list[int]]) -> torch.Tensor:
     """(B, 5H) [sentence; e1 start; e1 span; e2 start; e2 span] from hidden states (B, T, H), the token ids
-    (B, T), the sentence vectors (B, H) and the marker id lists of <e1>, </e1>, <e2>, </e2>."""
+    (B, T), the sentence vectors (B, H) and, for each of <e1>, </e1>, <e2>, </e2>, its token id sequences."""
     rows, positions = torch.arange(hidden.shape[0], device=hidden.device), torch.arange(hidden.shape[1],
                                                                                         device=hidden.device)
     parts = [sentence]
     for opening, closing in ((markers[0], markers[1]), (markers[2], markers[3])):
-        start, end = find_first(input_ids, opening), find_first(input_ids, closing)
-        first = start + len(opening)  # the entity's first token
+        (start, size), (end, _) = find_first(input_ids, opening), find_first(input_ids, closing)
+        first = start + size  # the entity's first token
         found = (start >= 0) & (end > first)
         span = ((positions >= first[:, None]) & (positions < end[:, None]) & found[:, None]).to(hidden.dtype)
         span_mean = (hidden * span.unsqueeze(-1)).sum(dim=1) / span.sum(dim=1, keepdim=True).clamp(min=1)

@@ -99,13 +99,30 @@ def load_classifier(name: str, classes: list[str], mode: str = "full", pooling: 
     if mode == "head":
         from .pooled_model import PooledEncoderForSequenceClassification
 
-        markers = [tokenizer(m, add_special_tokens=False)["input_ids"] for m in ENTITY_MARKERS] if entity_pooling \
-            else None
+        markers = [marker_token_variants(tokenizer, m) for m in ENTITY_MARKERS] if entity_pooling else None
         model = PooledEncoderForSequenceClassification.from_encoder(path, sentence_pooling(name, pooling),
                                                                     entity_markers=markers, **labels)
         return model, tokenizer
     model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, **labels)
     return model, tokenizer
+
+
+def marker_token_variants(tokenizer, marker: str) -> list[list[int]]:
+    """The token id sequences `tokenizer` writes `marker` as: alone, after a space, and glued to a preceding word
+    (one for WordPiece; byte-level BPE and SentencePiece mark a leading space in the token itself)."""
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    variants = [ids(marker), ids(" " + marker)]
+    word = ids("a")
+    glued = ids("a" + marker)
+    if glued[:len(word)] == word and len(glued) > len(word):
+        variants.append(glued[len(word):])
+    unique = []
+    for v in variants:
+        if v and v not in unique:
+            unique.append(v)
+    return unique
 
 
 def uses_entity_pooling(cfg: TrainConfig, texts: list[str]) -> bool:

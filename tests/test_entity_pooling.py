@@ -15,19 +15,43 @@ from pipeline.train import (
     fine_tune,
     load_classifier,
     load_trained,
+    marker_token_variants,
     predict_logits,
     save_classifier,
     uses_entity_pooling,
 )
 
-MARKERS = [[7, 1], [8, 1], [7, 2], [8, 2]]  # toy token ids of <e1>, </e1>, <e2>, </e2>
+MARKERS = [[[7, 1]], [[8, 1]], [[7, 2]], [[8, 2]]]  # toy token ids of <e1>, </e1>, <e2>, </e2> (one variant each)
 
 
-def test_find_first_gives_the_first_match_or_minus_one():
-    ids = torch.tensor([[5, 7, 1, 7, 1], [7, 2, 0, 0, 0], [1, 1, 1, 1, 1]])
-    assert find_first(ids, [7, 1]).tolist() == [1, -1, -1]
-    assert find_first(ids, [7, 2]).tolist() == [-1, 0, -1]
-    assert find_first(ids[:, :1], [7, 1]).tolist() == [-1, -1, -1]  # shorter than the sequence
+def test_find_first_gives_the_earliest_variant_and_its_length():
+    ids = torch.tensor([[5, 7, 1, 7, 1], [7, 2, 0, 0, 0], [1, 1, 1, 1, 1], [9, 9, 6, 7, 1]])
+    position, size = find_first(ids, [[7, 1]])
+    assert position.tolist() == [1, -1, -1, 3] and size.tolist() == [2, 0, 0, 2]
+    position, size = find_first(ids, [[7, 1], [6, 7, 1], [7, 2]])  # several ways to write one marker
+    assert position.tolist() == [1, 0, -1, 2] and size.tolist() == [2, 2, 0, 3]
+    assert find_first(ids[:, :1], [[7, 1]])[0].tolist() == [-1, -1, -1, -1]  # shorter than the sequence
+
+
+def test_marker_variants_cover_a_byte_level_bpe_tokenizer():
+    """Byte-level BPE (RoBERTa, GPT-2) writes " <e1>" with the space inside its first token: the markers must
+    still be found, whether after a space or glued to a word."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = ["the cup holds tea", "Ann married Bob in May", "a <e1>red</e1> cup and <e2>blue</e2> tea"] * 20
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=300, min_frequency=1, show_progress=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer)
+    variants = [marker_token_variants(tok, m) for m in ("<e1>", "</e1>", "<e2>", "</e2>")]
+    assert len(variants[0]) >= 2  # alone and after a space differ in byte-level BPE
+    for text in ("Ann <e1>married</e1> Bob <e2>in</e2> May", "x<e1>Ann</e1>, <e2>Bob</e2>."):
+        ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
+        (s1, n1), (e1, _) = find_first(ids, variants[0]), find_first(ids, variants[1])
+        (s2, _), (e2, _) = find_first(ids, variants[2]), find_first(ids, variants[3])
+        assert 0 <= s1 < e1 < s2 < e2
+        inside = tok.decode(ids[0, s1 + n1:e1].tolist()).strip()
+        assert inside in ("married", "Ann")
 
 
 def test_entity_pool_reads_start_states_and_span_means():
@@ -56,7 +80,9 @@ def test_entity_pooling_setting_resolves_on_the_train_texts():
     assert not uses_entity_pooling(TrainConfig(mode="full"), marked)  # full mode fine-tunes its own [CLS] head
     with pytest.raises(ValueError, match="entity_markers"):
         from pipeline.pooled_model import PooledEncoderConfig
-        PooledEncoderConfig(entity_markers=[[1], [2]])
+        PooledEncoderConfig(entity_markers=[[[1]], [[2]]])
+    with pytest.raises(ValueError, match="entity_markers"):
+        PooledEncoderConfig(entity_markers=[[[1]], [[2]], [[3]], [[]]])
 
 
 # The same sentences, labelled by which pair is marked: class 0 = (person, tool), class 1 = (person, food).
