@@ -142,8 +142,9 @@ class TrainConfig(Section):
     # head mode's sentence embedding: auto = the encoder's own pooling (sentence-transformers' Pooling
     # module; mean when the folder has none), or mean / cls / max over the attention mask
     pooling: Literal["auto", "mean", "cls", "max"] = "auto"
-    # head mode on relation data marked with <e1>/<e2> (data.entity_markers): the head also reads each entity's
-    # first-marker state and span mean (pooled_model.entity_pool); auto = on when most train texts are marked
+    # relation data marked with <e1>/<e2> (data.entity_markers): the head also reads each entity's first-marker
+    # state and span mean (pooled_model.entity_pool), in head and full mode; auto = on when most train texts
+    # are marked
     entity_pooling: Literal["auto", "on", "off"] = "auto"
     loss: Literal["ce", "soft_ce", "gce", "sce", "elr", "forward", "coteaching"] = "soft_ce"
     loss_params: dict[str, Any] = Field(default_factory=dict)  # e.g. gce q, elr beta/lam, coteaching forget_rate

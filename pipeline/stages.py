@@ -303,7 +303,7 @@ def train_stage(run: Run) -> dict:
     extra = {"mode": cfg.mode, "loss": cfg.loss, "loss_params": clf.loss_params}
     if clf.transition is not None:  # loss forward: the noise transition matrix it trained with
         extra["transition"] = np.asarray(clf.transition).round(6).tolist()
-    if cfg.mode == "head":
+    if hasattr(clf.model.config, "entity_markers"):  # the pooled-encoder class (head mode, or entity pooling)
         extra["pooling"] = clf.model.config.pooling
         extra["entity_pooling"] = clf.model.config.entity_markers is not None
     save_classifier(clf, run.path("model"), extra=extra)

@@ -87,8 +87,9 @@ def load_classifier(name: str, classes: list[str], mode: str = "full", pooling: 
 
     mode "full": the standard `AutoModelForSequenceClassification`; "head": a
     `PooledEncoderForSequenceClassification` with the encoder's own sentence pooling (`pooling`: auto =
-    as the encoder was trained, or mean / cls / max), and with `entity_pooling` the entity pair's states
-    too (the marker strings `data.ENTITY_MARKERS` as this tokenizer splits them).
+    as the encoder was trained, or mean / cls / max). With `entity_pooling` (either mode) the pooled-encoder
+    class reads the entity pair's states too (the marker strings `data.ENTITY_MARKERS` as this tokenizer
+    writes them); in full mode its encoder is fine-tuned with the head.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -96,7 +97,7 @@ def load_classifier(name: str, classes: list[str], mode: str = "full", pooling: 
     tokenizer = AutoTokenizer.from_pretrained(path)
     labels = dict(num_labels=len(classes), id2label=dict(enumerate(classes)),
                   label2id={c: i for i, c in enumerate(classes)})
-    if mode == "head":
+    if mode == "head" or entity_pooling:
         from .pooled_model import PooledEncoderForSequenceClassification
 
         markers = [marker_token_variants(tokenizer, m) for m in ENTITY_MARKERS] if entity_pooling else None
@@ -126,10 +127,10 @@ def marker_token_variants(tokenizer, marker: str) -> list[list[int]]:
 
 
 def uses_entity_pooling(cfg: TrainConfig, texts: list[str]) -> bool:
-    """`cfg.entity_pooling` resolved: on / off, or auto = in head mode when most `texts` carry entity markers."""
+    """`cfg.entity_pooling` resolved: on / off, or auto = when most `texts` carry entity markers."""
     if cfg.entity_pooling == "auto":
-        return cfg.mode == "head" and has_entity_markers(texts)
-    return cfg.entity_pooling == "on" and cfg.mode == "head"
+        return has_entity_markers(texts)
+    return cfg.entity_pooling == "on"
 
 
 def _head(model) -> torch.nn.Module:
@@ -281,7 +282,8 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
 
     accelerator = _accelerator(cfg.mixed_precision)
     _set_seed(seed)
-    model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling, uses_entity_pooling(cfg, texts))
+    entity = uses_entity_pooling(cfg, texts)
+    model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling, entity)
     result = TrainedClassifier(model, tokenizer, classes=list(classes), max_length=cfg.max_length,
                                loss_params=dict(cfg.loss_params), transition=transition)
 
@@ -324,7 +326,7 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
         nets = [model]
         if coteach:
             _set_seed(seed + 1)
-            nets.append(load_classifier(cfg.model, classes)[0])
+            nets.append(load_classifier(cfg.model, classes, cfg.mode, cfg.pooling, entity)[0])
         train_texts = [texts[i] for i in keep]
 
         def collate(batch: list[int]):  # tokenize per batch: pad to the batch's longest text only

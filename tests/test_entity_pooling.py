@@ -77,7 +77,7 @@ def test_entity_pooling_setting_resolves_on_the_train_texts():
     assert not uses_entity_pooling(head, marked[:1] + plain)  # most texts unmarked: off
     assert uses_entity_pooling(TrainConfig(mode="head", entity_pooling="on"), plain)
     assert not uses_entity_pooling(TrainConfig(mode="head", entity_pooling="off"), marked)
-    assert not uses_entity_pooling(TrainConfig(mode="full"), marked)  # full mode fine-tunes its own [CLS] head
+    assert uses_entity_pooling(TrainConfig(mode="full"), marked)  # full mode too (the encoder is fine-tuned)
     with pytest.raises(ValueError, match="entity_markers"):
         from pipeline.pooled_model import PooledEncoderConfig
         PooledEncoderConfig(entity_markers=[[[1]], [[2]]])
@@ -157,3 +157,21 @@ def test_entity_head_learns_what_the_sentence_vector_cannot_and_reloads(tmp_path
     plain_gap = np.linalg.norm(pairs[0] - pairs[1])
     entity_gap = np.linalg.norm(entity[0, 384:] - entity[1, 384:]) / 2  # per 384-dim block pair
     assert entity_gap > 3 * plain_gap
+
+
+def test_full_mode_fine_tunes_the_encoder_under_the_entity_head(tmp_path):
+    """Full mode with entity pooling trains the pooled-encoder class end to end (encoder weights move), and the
+    saved model predicts the same through labelpipe's loader."""
+    texts, y = _relation_data()
+    cfg = TrainConfig(mode="full", epochs=2, lr=1e-4, batch_size=8, max_length=32, patience=None, loss="soft_ce")
+    clf = fine_tune(texts[:12], np.eye(2)[y[:12]], np.ones(12), ["tool", "food"], cfg, valid_texts=texts[12:],
+                    valid_labels=y[12:], seed=0, progress=False)
+    assert type(clf.model).__name__ == "PooledEncoderForSequenceClassification"
+    assert clf.model.config.entity_markers is not None and clf.model.head.classifier.in_features == 5 * 384
+    fresh, _ = load_classifier("default", ["tool", "food"], "full", entity_pooling=True)
+    moved = [name for name, p in clf.model.encoder.named_parameters()
+             if not torch.equal(p, dict(fresh.encoder.named_parameters())[name])]
+    assert moved  # the encoder was fine-tuned, not frozen
+    save_classifier(clf, tmp_path / "model")
+    np.testing.assert_allclose(predict_logits(load_trained(tmp_path / "model"), texts[12:], progress=False),
+                               predict_logits(clf, texts[12:], progress=False), atol=1e-5)
