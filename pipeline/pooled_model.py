@@ -116,6 +116,14 @@ class PooledEncoderForSequenceClassification(PreTrainedModel):
         self.encoder = AutoModel.from_config(AutoConfig.for_model(encoder.pop("model_type"), **encoder))
         self.head = PooledHead(self.pooled_size, config.num_labels, config.classifier_dropout)
         self.post_init()
+        self._freeze_unused_pooler()
+
+    def _freeze_unused_pooler(self) -> None:
+        """The encoder's own pooler (BERT's [CLS] dense layer) is not used here: frozen, so that full fine-tuning
+        gives it no optimizer state and distributed training sees no trainable parameter without a gradient."""
+        pooler = getattr(self.encoder, "pooler", None)
+        if isinstance(pooler, nn.Module):
+            pooler.requires_grad_(False)
 
     @property
     def pooled_size(self) -> int:
@@ -130,6 +138,7 @@ class PooledEncoderForSequenceClassification(PreTrainedModel):
         config = PooledEncoderConfig(encoder=encoder_config, pooling=pooling, **config_kwargs)
         model = cls(config)
         model.encoder = encoder
+        model._freeze_unused_pooler()
         return model
 
     def pooled(self, input_ids=None, attention_mask=None, **encoder_inputs) -> torch.Tensor:

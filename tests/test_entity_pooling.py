@@ -171,7 +171,8 @@ def test_full_mode_fine_tunes_the_encoder_under_the_entity_head(tmp_path):
     fresh, _ = load_classifier("default", ["tool", "food"], "full", entity_pooling=True)
     moved = [name for name, p in clf.model.encoder.named_parameters()
              if not torch.equal(p, dict(fresh.encoder.named_parameters())[name])]
-    assert moved  # the encoder was fine-tuned, not frozen
+    assert moved and not any(name.startswith("pooler.") for name in moved)  # fine-tuned; its unused pooler frozen
+    assert not any(p.requires_grad for p in clf.model.encoder.pooler.parameters())
     save_classifier(clf, tmp_path / "model")
     np.testing.assert_allclose(predict_logits(load_trained(tmp_path / "model"), texts[12:], progress=False),
                                predict_logits(clf, texts[12:], progress=False), atol=1e-5)
