@@ -130,11 +130,15 @@ def _read_hf(path: Path) -> _Raw:
 ENTITY_MARKERS = ("<e1>", "</e1>", "<e2>", "</e2>")
 
 
+def is_entity_marked(text: str) -> bool:
+    """Whether `text` carries both opening entity markers (<e1> and <e2>)."""
+    return ENTITY_MARKERS[0] in text and ENTITY_MARKERS[2] in text
+
+
 def has_entity_markers(texts: list[str], share: float = 0.5) -> bool:
-    """Whether at least `share` of the texts carry both opening entity markers (<e1> and <e2>)."""
+    """Whether at least `share` of the texts are entity-marked (`is_entity_marked`)."""
     texts = list(texts)
-    marked = sum(ENTITY_MARKERS[0] in t and ENTITY_MARKERS[2] in t for t in texts)
-    return bool(texts) and marked >= share * len(texts)
+    return bool(texts) and sum(map(is_entity_marked, texts)) >= share * len(texts)
 
 
 def mark_entities(text: str, span1, span2) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import has_entity_markers, read_table
+from .data import is_entity_marked, read_table
 from .errors import InputError, LabelpipeError
 from .train import MODEL_META, load_trained, predict_proba
 
@@ -73,7 +73,7 @@ def predict_file(model: str | Path, input_path: str | Path, output_path: str | P
     clf = load_trained(resolve_model_dir(model))
     texts = texts.astype(str).tolist()
     if getattr(clf.model.config, "entity_markers", None) is not None:
-        unmarked = sum(not has_entity_markers([t], share=1.0) for t in texts)
+        unmarked = sum(not is_entity_marked(t) for t in texts)
         if unmarked:
             log.warning("%d of %d texts have no <e1>..</e1> <e2>..</e2> entity markers, which this model was trained "
                         "with (train.entity_pooling): their entity features fall back to the sentence vector, and "

@@ -288,14 +288,15 @@ def train_stage(run: Run) -> dict:
                     "it is meant for gold valid labels")
     cfg = cfg.model_copy(update={"select_by": resolve_select_by(cfg.select_by, valid_source),
                                  "valid_labels": valid_source})
+    train_texts = [t for t, m in zip(texts, train) if m]
     states = None
     if cfg.mode == "head":  # one frozen-encoder pass over every item, cached in the run folder
-        entity = uses_entity_pooling(cfg, [t for t, m in zip(texts, train) if m])
+        entity = uses_entity_pooling(cfg, train_texts)
         model, tokenizer = load_classifier(cfg.model, classes, cfg.mode, cfg.pooling, entity)
         states = encoder_states(model, tokenizer, texts, cfg.batch_size * 2, cfg.max_length, run.progress,
                                 cache_dir=run.path("cache/states"))
         del model
-    clf = fine_tune([t for t, m in zip(texts, train) if m], targets[train], weights[train], classes, cfg,
+    clf = fine_tune(train_texts, targets[train], weights[train], classes, cfg,
                     valid_texts=[t for t, m in zip(texts, valid) if m] or None, valid_labels=valid_labels,
                     seed=run.cfg.seed, progress=run.progress,
                     features=(states[train], states[valid]) if states is not None else None,
