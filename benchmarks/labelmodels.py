@@ -9,7 +9,9 @@ With a gold seed, 50 items are drawn from the valid split (babe and llmbar: from
 not scored), added to the fit set with their gold label, averaged over `--seeds` draws (the anchors that
 cannot use gold, snorkel_mv and crowd-kit GLAD, are fitted once, without the seed items). `--smoke` runs
 wrench/youtube (400 training items) with one gold-seed draw, in seconds. `--synthetic N` adds N generated
-dense sets (benchmarks/synthetic_votes.py; all items scored, gold seeds drawn from them, as for babe). Single-threaded BLAS and torch, so that fit times compare.
+dense sets (benchmarks/synthetic_votes.py; all items scored, gold seeds drawn from them, as for babe).
+`--groups` gives our snorkel_mc-based models the labeler families the data names (llmbar: the judge model;
+the generated sets: their families); off by default, see BENCHMARKS.md. Single-threaded BLAS and torch, so that fit times compare.
 """
 
 from __future__ import annotations
@@ -353,7 +355,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--synthetic", type=int, default=0, metavar="N",
                     help="also (or, with --datasets none, only) N generated dense sets synthetic/dense-0..N-1")
     ap.add_argument("--data", default=str(DATA))
-    ap.add_argument("--no-groups", action="store_true", help="ignore the labeler families the data names")
+    ap.add_argument("--groups", action="store_true",
+                    help="give ours the labeler families the data names (llmbar: the judge; generated sets)")
     ap.add_argument("--methods", help="comma-separated name prefixes to run (e.g. ours:,anchor:snorkel)")
     ap.add_argument("--merge", nargs="+", help="combine the results of earlier runs (JSON files) into --json")
     args = ap.parse_args(argv)
@@ -381,7 +384,7 @@ def main(argv: list[str] | None = None) -> dict:
         bench = load(name, root)
         if args.smoke:  # a 400-item fit set keeps the smoke run to seconds
             bench.fit = bench.fit[:400]
-        if args.no_groups:
+        if not args.groups:
             bench.groups = None
         rows += evaluate(bench, seeds, lambda s: print(s, flush=True), args.methods.split(",") if args.methods else None)
     out = {"results": rows, "default_method": DEFAULT_METHOD, "seeds": seeds,

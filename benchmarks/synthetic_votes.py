@@ -41,13 +41,13 @@ def generate_with_families(seed: int, n_items: int = 1500) -> tuple[np.ndarray, 
     for family in range(int(rng.integers(2, 8))):
         size, skill, fooled, rho = int(rng.integers(1, 17)), rng.uniform(0.5, 0.95), rng.uniform(), rng.uniform(0.5, 0.95)
 
-        def answer(p_right):
+        def answer(p_right, p_fooled):
             a = np.where(rng.random(n_items) < p_right, y, _wrong(rng, y, k))
-            return np.where(adversarial & (rng.random(n_items) < fooled), decoy, a)
+            return np.where(adversarial & (rng.random(n_items) < p_fooled), decoy, a)
 
-        shared = answer(skill)
+        shared = answer(skill, fooled)
         for _ in range(size):
-            own = answer(np.clip(skill + rng.normal(0, 0.1), 0.3, 0.98))
+            own = answer(np.clip(skill + rng.normal(0, 0.1), 0.3, 0.98), fooled)
             v = np.where(rng.random(n_items) < rho, shared, own)
             favourite, bias = int(rng.integers(k)), rng.uniform(0, 0.25)
             v = np.where(rng.random(n_items) < bias, favourite, v)
