@@ -299,3 +299,20 @@ def test_generated_dense_votes_and_families_help_on_them():
         grouped = np.mean(MatrixCompletion(groups=families).fit(votes, k).predict(votes) == gold)
         gains.append(grouped - plain)
     assert np.mean(gains) > 0
+
+
+def test_rules_benchmark_smoke(tmp_path):
+    """benchmarks/labelmodels_rules.py on one generated set and one gold draw: the default rule and the asked one."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "labelmodels_rules.py"
+    spec = importlib.util.spec_from_file_location("labelmodels_rules", path)
+    rules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rules)
+    out = tmp_path / "rules.json"
+    rules.main(["--sets", "1", "--draws", "1", "--rules", "pool-log_loss-r1", "--json", str(out)])
+    summary = json.loads(out.read_text())["summary"]
+    assert set(summary) == {"select-balanced_log_loss-r1", "pool-log_loss-r1"}
+    assert summary["select-balanced_log_loss-r1"]["wins"] == 0 and 0 < summary["pool-log_loss-r1"]["mean"] <= 1
