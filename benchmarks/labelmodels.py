@@ -1,6 +1,6 @@
 """Label-model benchmark (issue 3): our label models against Snorkel, crowd-kit and the best single labeler.
 
-Usage: python benchmarks/labelmodels.py --json OUT [--smoke] [--datasets a,b] [--seeds 5]
+Usage: python benchmarks/labelmodels.py --json OUT [--smoke] [--datasets a,b|none] [--seeds 5] [--synthetic N]
 
 Every method is fitted on the same votes in this process: the train split (all items where there is none),
 and scored on the test split (all items for llm/babe and judge/llmbar). Metric accuracy, F1 of the spam
@@ -8,7 +8,10 @@ class on the sms sets. Items no labeler covers get the most frequent class of th
 With a gold seed, 50 items are drawn from the valid split (babe and llmbar: from the items, which are then
 not scored), added to the fit set with their gold label, averaged over `--seeds` draws (the anchors that
 cannot use gold, snorkel_mv and crowd-kit GLAD, are fitted once, without the seed items). `--smoke` runs
-wrench/youtube (400 training items) with one gold-seed draw, in seconds. Single-threaded BLAS and torch, so that fit times compare.
+wrench/youtube (400 training items) with one gold-seed draw, in seconds. `--synthetic N` adds N generated
+dense sets (benchmarks/synthetic_votes.py; all items scored, gold seeds drawn from them, as for babe).
+`--groups` gives our snorkel_mc-based models the labeler families the data names (llmbar: the judge model;
+the generated sets: their families); off by default, see BENCHMARKS.md. Single-threaded BLAS and torch, so that fit times compare.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 from pipeline.labelmodels import DEFAULT_METHOD, LABEL_MODELS, make_label_model  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
@@ -57,6 +61,7 @@ class Bench:
     pool: np.ndarray
     positive: int | None  # class scored by F1 (sms), None = accuracy
     transductive: bool  # babe/llmbar: seed items are removed from the scored items
+    groups: np.ndarray | None = None  # (M,) labeler families where the data names them (llmbar: the judge)
 
 
 def load_wrench(name: str, root: Path = DATA) -> Bench:
@@ -94,10 +99,22 @@ def load_llmbar(name: str, root: Path = DATA) -> Bench:
                       for r in rows])
     gold = np.array([int(r["gold"]) - 1 for r in rows])
     every = np.arange(len(rows))
-    return Bench(name, votes, gold, 2, every, every, every, None, True)
+    families = np.array([j.split("/")[0] for j in judges])  # "<judge>/<strategy>/<order>": one base model
+    return Bench(name, votes, gold, 2, every, every, every, None, True, families)
+
+
+def load_synthetic(name: str) -> Bench:
+    """"synthetic/dense-<seed>": generated dense votes (benchmarks/synthetic_votes.py), scored like babe."""
+    from synthetic_votes import generate_with_families
+
+    votes, gold, k, families = generate_with_families(int(name.rsplit("-", 1)[1]))
+    every = np.arange(len(gold))
+    return Bench(name, votes, gold, k, every, every, every, None, True, families)
 
 
 def load(name: str, root: Path = DATA) -> Bench:
+    if name.startswith("synthetic/dense-"):
+        return load_synthetic(name)
     if name.startswith("llm/babe"):
         return load_babe(name, root)
     if name.startswith("judge/llmbar"):
@@ -121,9 +138,11 @@ def with_prior_rule(pred: np.ndarray, votes: np.ndarray, prior: np.ndarray) -> n
 # --- methods: each takes (votes_fit, gold_fit or None, K, votes_score) and returns predictions on votes_score
 
 
-def run_ours(name: str):
+def run_ours(name: str, groups=None):
+    takes_groups = name in {"snorkel_mc", "auto"}
+
     def run(vf, gf, k, vs):
-        model = make_label_model(name)
+        model = make_label_model(name, **({"groups": groups} if takes_groups and groups is not None else {}))
         model.fit(vf, k, gold=gf)
         return with_prior_rule(model.predict(vs), vs, model.class_prior_)
     return run
@@ -231,9 +250,10 @@ def warm_up() -> None:
             run(votes, None, 2, votes)
 
 
-def methods() -> dict:
-    out = {f"ours:{n}": run_ours(n) for n in LABEL_MODELS if n != DEFAULT_METHOD}
-    out["ours:default"] = run_ours(DEFAULT_METHOD)
+def methods(groups=None) -> dict:
+    """Ours get the data's labeler families where it names them (the anchors have no such input)."""
+    out = {f"ours:{n}": run_ours(n, groups) for n in LABEL_MODELS if n != DEFAULT_METHOD}
+    out["ours:default"] = run_ours(DEFAULT_METHOD, groups)
     out.update(ANCHORS)
     return out
 
@@ -251,7 +271,7 @@ def split_for_seed(bench: Bench, seed: int | None):
     return fit, gold, scored
 
 
-def evaluate(bench: Bench, seeds: int, log) -> list[dict]:
+def evaluate(bench: Bench, seeds: int, log, only: list[str] | None = None) -> list[dict]:
     rows = []
     metric = "f1" if bench.positive is not None else "accuracy"
     cache: dict = {}
@@ -261,7 +281,9 @@ def evaluate(bench: Bench, seeds: int, log) -> list[dict]:
         for draw in draws:
             fit, gold, scored = split_for_seed(bench, draw)
             vf, vs, ys = bench.votes[fit], bench.votes[scored], bench.gold[scored]
-            for name, run in methods().items():
+            for name, run in methods(bench.groups).items():
+                if only and not any(name.startswith(o) for o in only):
+                    continue
                 blind = name in GOLD_BLIND
                 if blind and name in cache:  # no use of gold: the model fitted without the seed items
                     pred_all, secs = cache[name]
@@ -302,13 +324,40 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def versus_best_anchor(rows: list[dict]) -> str:
+    """Per gold level and method of ours: on how many data sets it is >= the best anchor (best_single only
+    with gold, where it is chosen on the seed), and its mean minus the best anchor's mean."""
+    lines = []
+    for gold_seed in (0, GOLD_SEED):
+        part = [r for r in rows if r["gold_seed"] == gold_seed]
+        anchors = {r["method"] for r in part if r["method"].startswith("anchor:")}
+        if gold_seed == 0:
+            anchors.discard("anchor:best_single")
+        sets = list(dict.fromkeys(r["dataset"] for r in part))
+        get = {(r["dataset"], r["method"]): r["score"] for r in part}
+        if not anchors or not sets:
+            continue
+        best_mean = max(np.mean([get[(d, a)] for d in sets]) for a in anchors)
+        for name in dict.fromkeys(r["method"] for r in part if r["method"].startswith("ours:")):
+            wins = sum(get[(d, name)] >= max(get[(d, a)] for a in anchors) for d in sets)
+            mean = np.mean([get[(d, name)] for d in sets])
+            lines.append(f"gold {gold_seed:2d} {name:26s} >= best anchor on {wins}/{len(sets)}, "
+                         f"mean {mean:.4f} ({100 * (mean - best_mean):+.1f} points vs the best anchor's mean)")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", required=True, help="output file")
     ap.add_argument("--smoke", action="store_true", help="wrench/youtube, one gold-seed draw")
     ap.add_argument("--datasets", help="comma-separated subset of " + ",".join(DATASETS))
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--synthetic", type=int, default=0, metavar="N",
+                    help="also (or, with --datasets none, only) N generated dense sets synthetic/dense-0..N-1")
     ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--groups", action="store_true",
+                    help="give ours the labeler families the data names (llmbar: the judge; generated sets)")
+    ap.add_argument("--methods", help="comma-separated name prefixes to run (e.g. ours:,anchor:snorkel)")
     ap.add_argument("--merge", nargs="+", help="combine the results of earlier runs (JSON files) into --json")
     args = ap.parse_args(argv)
     if args.merge:
@@ -316,6 +365,7 @@ def main(argv: list[str] | None = None) -> dict:
         out = {**parts[0], "results": [r for p in parts for r in p["results"]]}
         Path(args.json).write_text(json.dumps(out, indent=1))
         print(table(out["results"]))
+        print(versus_best_anchor(out["results"]))
         return out
     try:
         import torch
@@ -327,17 +377,21 @@ def main(argv: list[str] | None = None) -> dict:
     warm_up()
     root = Path(args.data)
     names = ["wrench/youtube"] if args.smoke else (args.datasets.split(",") if args.datasets else DATASETS)
+    names = [n for n in names if n != "none"] + [f"synthetic/dense-{i}" for i in range(args.synthetic)]
     seeds = 1 if args.smoke else args.seeds
     rows = []
     for name in names:
         bench = load(name, root)
         if args.smoke:  # a 400-item fit set keeps the smoke run to seconds
             bench.fit = bench.fit[:400]
-        rows += evaluate(bench, seeds, lambda s: print(s, flush=True))
+        if not args.groups:
+            bench.groups = None
+        rows += evaluate(bench, seeds, lambda s: print(s, flush=True), args.methods.split(",") if args.methods else None)
     out = {"results": rows, "default_method": DEFAULT_METHOD, "seeds": seeds,
            "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip()}
     Path(args.json).write_text(json.dumps(out, indent=1))
     print(table(rows))
+    print(versus_best_anchor(rows))
     return out
 
 

@@ -102,6 +102,10 @@ class AggregateConfig(Section):
     # a CSV/JSONL file with columns id, label (class name or index): more gold-seed items; every id
     # must exist in the data
     gold_path: str | None = None
+    # labeler families (labelers that err together, e.g. one LLM under several prompts), for snorkel_mc and
+    # auto: "none"; "model" (LLM labelers of one backend model form a family); or {labeler name: family}
+    # (labelers not listed stand alone). Off by default: it helped on generated votes, not on LLMBar.
+    families: Literal["none", "model"] | dict[str, str] = "none"
 
 
 class NeighborsConfig(Section):

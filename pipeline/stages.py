@@ -126,6 +126,11 @@ def aggregate_stage(run: Run) -> dict:
     if cfg.method == "majority":
         params.setdefault("tie_break", cfg.tie_break)
         params.setdefault("seed", run.cfg.seed)
+    families = labeler_families(run.read_json("labelers.json"), names, cfg.families)
+    if families is not None:
+        if cfg.method not in {"snorkel_mc", "auto"}:
+            raise ValueError(f"aggregate.families needs method snorkel_mc or auto, not '{cfg.method}'")
+        params.setdefault("groups", families)
     items = run.read_parquet("items.parquet")
     gold = gold_seed_labels(items, classes, cfg.gold_seed, cfg.gold_path, run.cfg.seed)
     model = make_label_model(cfg.method, **params).fit(matrix, len(classes), gold=gold)
@@ -138,8 +143,25 @@ def aggregate_stage(run: Run) -> dict:
     report["labelers"] = names
     report["method"] = cfg.method
     report["n_gold_seed"] = int((gold >= 0).sum()) if gold is not None else 0
+    report["families"] = families
     write_json(report, run.path("labelmodel.json"))
     return {"coverage": float(covered.mean()), "n_gold_seed": report["n_gold_seed"]}
+
+
+def labeler_families(labelers: list[dict], names: list[str], families) -> list[str] | None:
+    """(M,) family of each labeler in `names` order, or None for "none". "model": the LLM labelers of one
+    backend model share a family, every other labeler stands alone; a dict maps labeler names to families."""
+    if families == "none":
+        return None
+    if isinstance(families, dict):
+        unknown = sorted(set(families) - set(names))
+        if unknown:
+            raise ValueError(f"aggregate.families names labelers that do not exist: {', '.join(unknown)} "
+                             f"(labelers: {', '.join(names)})")
+        return [f"family:{families[n]}" if n in families else f"labeler:{n}" for n in names]
+    meta = {e["name"]: e for e in labelers}
+    model = {n: meta[n].get("identity", {}).get("model") for n in names if meta.get(n, {}).get("kind") == "llm"}
+    return [f"model:{model[n]}" if model.get(n) else f"labeler:{n}" for n in names]
 
 
 def gold_seed_labels(items: pd.DataFrame, classes: list[str], n_valid: int, gold_path: str | None,

@@ -242,3 +242,77 @@ def test_bad_gold_and_prior_and_shapes():
         make_label_model("nope")
     with pytest.raises(ValueError, match="abstain"):
         DawidSkene(abstain="maybe")
+
+
+def _copied_weak_labeler(seed=0, n=2000):
+    """Three independent labelers (0.85, 0.85, 0.8 accurate) and six identical copies of a 0.6 one."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+
+    def labeler(acc):
+        return np.where(rng.random(n) < acc, y, 1 - y)
+
+    weak = labeler(0.6)
+    votes = np.stack([labeler(0.85), labeler(0.85), labeler(0.8)] + [weak] * 6, axis=1)
+    return votes, y, ["a", "b", "c"] + ["weak-llm"] * 6
+
+
+def test_snorkel_mc_families_count_copies_once():
+    votes, y, families = _copied_weak_labeler()
+    alone = MatrixCompletion().fit(votes, 2)
+    grouped = MatrixCompletion(groups=families).fit(votes, 2)
+    assert np.mean(alone.predict(votes) == y) < 0.65  # six copies outvote the three good labelers
+    assert np.mean(grouped.predict(votes) == y) > 0.8
+    assert np.allclose(grouped.labeler_weight_, [1, 1, 1] + [1 / 6] * 6)
+    # every labeler its own family is the plain model, exactly
+    plain = MatrixCompletion(groups=list(range(votes.shape[1]))).fit(votes, 2)
+    assert np.array_equal(plain.predict_proba(votes), alone.predict_proba(votes))
+    # auto passes the families to its snorkel_mc base
+    auto = AutoLabelModel(groups=families).fit(votes, 2)
+    assert np.allclose(auto.predict_proba(votes), grouped.predict_proba(votes))
+
+
+def test_snorkel_mc_families_must_name_every_labeler():
+    votes, _, families = _copied_weak_labeler(n=100)
+    with pytest.raises(ValueError, match="one family per labeler"):
+        MatrixCompletion(groups=families[:-1]).fit(votes, 2)
+
+
+def test_generated_dense_votes_and_families_help_on_them():
+    """benchmarks/synthetic_votes.py: deterministic, -1 or a class everywhere, one family per labeler; with
+    the true families snorkel_mc does better than without on these sets."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "synthetic_votes.py"
+    spec = importlib.util.spec_from_file_location("synthetic_votes", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    votes, gold, k, families = gen.generate_with_families(3, n_items=600)
+    again = gen.generate(3, n_items=600)
+    assert np.array_equal(votes, again[0]) and np.array_equal(gold, again[1]) and k == again[2]
+    assert votes.shape == (600, len(families)) and votes.min() >= -1 and votes.max() < k
+    gains = []
+    for seed in range(6):
+        votes, gold, k, families = gen.generate_with_families(seed, n_items=600)
+        plain = np.mean(MatrixCompletion().fit(votes, k).predict(votes) == gold)
+        grouped = np.mean(MatrixCompletion(groups=families).fit(votes, k).predict(votes) == gold)
+        gains.append(grouped - plain)
+    assert np.mean(gains) > 0
+
+
+def test_rules_benchmark_smoke(tmp_path):
+    """benchmarks/labelmodels_rules.py on one generated set and one gold draw: the default rule and the asked one."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "labelmodels_rules.py"
+    spec = importlib.util.spec_from_file_location("labelmodels_rules", path)
+    rules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rules)
+    out = tmp_path / "rules.json"
+    rules.main(["--sets", "1", "--draws", "1", "--rules", "pool-log_loss-r1", "--json", str(out)])
+    summary = json.loads(out.read_text())["summary"]
+    assert set(summary) == {"select-balanced_log_loss-r1", "pool-log_loss-r1"}
+    assert summary["select-balanced_log_loss-r1"]["wins"] == 0 and 0 < summary["pool-log_loss-r1"]["mean"] <= 1

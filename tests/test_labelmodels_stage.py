@@ -49,3 +49,37 @@ def test_gold_file_with_unknown_label_is_an_error(demo_config, tmp_path):
     gold_file.write_text(f"id,label\n{first},pizza\n")
     with pytest.raises(ValueError, match="not in the class list"):
         run_pipeline(demo_config(aggregate={"gold_path": str(gold_file)}), progress=False, until="aggregate")
+
+
+def test_labeler_families_from_config():
+    from pipeline.stages import labeler_families
+
+    labelers = [{"name": "kw", "kind": "labeling_function"},
+                {"name": "llm-a", "kind": "llm", "identity": {"model": "gemma"}},
+                {"name": "llm-b", "kind": "llm", "identity": {"model": "gemma"}},
+                {"name": "llm-c", "kind": "llm", "identity": {"model": "qwen"}}]
+    names = [e["name"] for e in labelers]
+    assert labeler_families(labelers, names, "none") is None
+    fam = labeler_families(labelers, names, "model")
+    assert fam[1] == fam[2] and len(set(fam)) == 3
+    fam = labeler_families(labelers, names, {"kw": "rules", "llm-c": "rules"})
+    assert fam[0] == fam[3] and len(set(fam)) == 3
+    with pytest.raises(ValueError, match="do not exist: nobody"):
+        labeler_families(labelers, names, {"nobody": "x"})
+
+
+def test_aggregate_stage_with_families(demo_config):
+    from pipeline.config import ConfigError
+
+    run_dir = run_pipeline(demo_config(aggregate={"method": "snorkel_mc"}), progress=False, until="label")
+    votes_names = [e["name"] for e in json.loads((run_dir / "labelers.json").read_text())]
+    families = {votes_names[0]: "pair", votes_names[1]: "pair"}
+    run_dir = run_pipeline(demo_config(aggregate={"method": "snorkel_mc", "families": families}), progress=False,
+                           until="aggregate")
+    rep = json.loads((run_dir / "labelmodel.json").read_text())
+    assert rep["families"][0] == rep["families"][1] and len(set(rep["families"])) == len(votes_names) - 1
+    with pytest.raises(ValueError, match="needs method snorkel_mc or auto"):
+        run_pipeline(demo_config(aggregate={"method": "majority", "families": families}), progress=False,
+                     until="aggregate")
+    with pytest.raises(ConfigError):
+        run_pipeline(demo_config(aggregate={"families": "by-magic"}), progress=False, until="aggregate")

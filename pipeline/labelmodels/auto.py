@@ -78,7 +78,8 @@ class AutoLabelModel(LabelModel):
     Candidates: registered label model names, "stacker" (`VoteStacker`: logistic regression on the one-hot
     votes of the gold items), "posterior_stacker" (`PosteriorStacker`: the gold-free base posterior
     corrected by a logistic regression on the votes, shrunk toward the base) and "best_labeler"
-    (`BestLabeler`). The gold seed is the user's validation data, so choosing by it is fair.
+    (`BestLabeler`). The gold seed is the user's validation data, so choosing by it is fair. `groups` (M,)
+    labeler families go to the snorkel_mc models (see `MatrixCompletion`).
 
     Defaults by reasoning and the valid splits (benchmarks/labelmodels_valid.py gold50; 7 WRENCH/prompted
     sets, 50 valid gold items, scored on the other valid items). The class-balanced log loss is a proper
@@ -94,7 +95,7 @@ class AutoLabelModel(LabelModel):
                  candidates: tuple[str, ...] = ("snorkel_mc", "dawid_skene", "majority", "stacker", "best_labeler",
                                                 "posterior_stacker"),
                  min_gold: int = 20, folds: int = 5, repeats: int = 1, scoring: str = "balanced_log_loss",
-                 combine: str = "select", seed: int = 0):
+                 combine: str = "select", seed: int = 0, groups=None):
         if scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got '{scoring}'")
         if combine not in {"pool", "select"}:
@@ -109,6 +110,7 @@ class AutoLabelModel(LabelModel):
         self.scoring = scoring
         self.combine = combine
         self.seed = seed
+        self.groups = groups
 
     def _make(self, name: str, gold_free: LabelModel | None = None) -> LabelModel:
         from . import make_label_model
@@ -120,6 +122,8 @@ class AutoLabelModel(LabelModel):
             return PosteriorStacker(base=self.base, base_model=gold_free)
         if name == "best_labeler":
             return BestLabeler()
+        if name == "snorkel_mc":  # the one model here that takes labeler families
+            return make_label_model(name, groups=self.groups)
         return make_label_model(name)
 
     def fit(self, votes, n_classes, gold=None, class_prior=None):

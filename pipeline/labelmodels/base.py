@@ -86,6 +86,17 @@ def coverage(x: sparse.csr_matrix) -> np.ndarray:
     return np.diff(x.indptr) > 0
 
 
+def check_groups(groups, n_labelers: int) -> np.ndarray | None:
+    """(M,) int family index of each labeler from any (M,) hashable labels, or None (every labeler alone)."""
+    if groups is None:
+        return None
+    groups = list(groups)
+    if len(groups) != n_labelers:
+        raise ValueError(f"groups must name one family per labeler ({n_labelers}), got {len(groups)}")
+    index = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+    return np.array([index[g] for g in groups], dtype=np.int64)
+
+
 def check_gold(gold: np.ndarray | None, n_items: int, n_classes: int) -> np.ndarray | None:
     """(N,) int gold labels with -1 = unknown, or None when there are none."""
     if gold is None:
@@ -151,17 +162,20 @@ def one_coin_confusion(accuracy: np.ndarray, n_classes: int) -> np.ndarray:
     return eye * acc + (1 - eye) * (1 - acc) / (n_classes - 1)
 
 
-def log_joint(x, vote_rate: np.ndarray, prior: np.ndarray, abstain_rate: np.ndarray | None = None) -> np.ndarray:
+def log_joint(x, vote_rate: np.ndarray, prior: np.ndarray, abstain_rate: np.ndarray | None = None,
+              weights: np.ndarray | None = None) -> np.ndarray:
     """(N, K) log P(votes, true = k) of conditionally independent labelers.
 
     x: (N, M*K) encoded votes; vote_rate: (M, K, K) P(vote = l | true = k); abstain_rate: (M, K)
-    P(abstain | true = k), or None to treat abstains as uninformative; prior: (K,).
+    P(abstain | true = k), or None to treat abstains as uninformative; prior: (K,); weights: (M,) factors on
+    each labeler's log-likelihood (1 / family size tempers the evidence of dependent labelers), None = 1.
     """
     m, k = vote_rate.shape[:2]
-    log_vote = np.log(vote_rate)
+    w_j = np.ones(m) if weights is None else np.asarray(weights, dtype=float)
+    log_vote = np.log(vote_rate) * w_j[:, None, None]
     offset = np.log(prior)
     if abstain_rate is not None:
-        log_abst = np.log(abstain_rate)
+        log_abst = np.log(abstain_rate) * w_j[:, None]
         log_vote = log_vote - log_abst[:, :, None]
         offset = offset + log_abst.sum(axis=0)
     w = log_vote.transpose(0, 2, 1).reshape(m * k, k).astype(np.float32)  # row j*K + vote, column true
