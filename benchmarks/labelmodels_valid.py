@@ -1,6 +1,7 @@
 """Development runs for the label models on the VALID splits only (issue 3): never looks at test labels.
 
 Usage: python benchmarks/labelmodels_valid.py gold0 --json OUT      # gold-free variants: fit train, score valid
+       python benchmarks/labelmodels_valid.py estimates --json OUT  # error of the reported labeler accuracies
        python benchmarks/labelmodels_valid.py gold50 --json OUT     # auto's CV rules: 50 valid gold, score the rest
 
 The seven WRENCH/prompted sets (babe and llmbar have no valid split). gold0: each variant is fitted on the
@@ -10,7 +11,10 @@ e.g. anchor:snorkel or anchor:crowdkit_glad). gold50: for each of `--seeds` draw
 valid items, and its repeated-CV out-of-fold posteriors on the 50 are kept; each selection rule
 (scoring x repeats x candidate set) then picks a candidate per draw, and its valid score is reported;
 "pool/<scoring>" mixes the C1 candidates with weights fitted on their out-of-fold posteriors (one repeat);
-"auto_default" is AutoLabelModel() as shipped (= balanced_log_loss/r1/C1).
+"auto_default" is AutoLabelModel() as shipped (= balanced_log_loss/r1/C1). estimates: each variant fitted as in
+gold0; the mean absolute difference between its reported labeler accuracies (`report`) and each labeler's
+accuracy measured on the valid items it votes on (labelers with >= 20 votes); `--synthetic N` adds N generated
+dense sets (benchmarks/synthetic_votes.py, fitted and measured on all items).
 Metric as in benchmarks/labelmodels.py (spam F1 on the sms sets, else accuracy).
 """
 
@@ -45,6 +49,7 @@ GOLD0 = {
     "snorkel_mc:prior=em": lambda: MatrixCompletion(prior="em"),
     "snorkel_mc:l2=0.3": lambda: MatrixCompletion(l2=0.3),
     "snorkel_mc:l2=3": lambda: MatrixCompletion(l2=3.0),
+    "snorkel_mc:l2=0.001": lambda: MatrixCompletion(l2=1e-3),
     "snorkel_mc:abstain=model": lambda: MatrixCompletion(abstain="model"),
     **{f"snorkel_mc:rel/l2={v:g}": (lambda v=v: MatrixCompletion(penalty="relative", l2=v))
        for v in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)},
@@ -52,6 +57,7 @@ GOLD0 = {
     "snorkel_mc:abstain=ignore": lambda: MatrixCompletion(abstain="ignore"),
     "snorkel_mc:init=majority": lambda: MatrixCompletion(init="majority"),
     "dawid_skene": lambda: DawidSkene(),
+    "dawid_skene:abstain=ignore": lambda: DawidSkene(abstain="ignore"),
     "dawid_skene:init=mc": lambda: DawidSkene(init="snorkel_mc"),
     "majority": lambda: make_label_model("majority"),
 }
@@ -87,6 +93,25 @@ def gold0(bench, variants) -> dict:
             model = GOLD0[name]().fit(bench.votes[fit], bench.n_classes)
             pred = with_prior_rule(model.predict(bench.votes[valid]), bench.votes[valid], model.class_prior_)
         out[name] = score(bench.gold[valid], pred, bench.positive)
+    return out
+
+
+def estimate_error(model, votes, gold) -> float:
+    """Mean |reported accuracy - accuracy on the items it votes on| over the labelers with >= 20 votes."""
+    reported = model.report(votes)["labeler_accuracy"]
+    errors = [abs(np.mean(votes[votes[:, j] >= 0, j] == gold[votes[:, j] >= 0]) - reported[j])
+              for j in range(votes.shape[1]) if (votes[:, j] >= 0).sum() >= 20 and reported[j] is not None]
+    return float(np.mean(errors))
+
+
+def estimates(bench, variants) -> dict:
+    fit, scored = (bench.fit, bench.pool) if not bench.transductive else (bench.fit, bench.score)
+    out = {}
+    for name in variants:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = GOLD0[name]().fit(bench.votes[fit], bench.n_classes)
+            out[name] = estimate_error(model, bench.votes[scored], bench.gold[scored])
     return out
 
 
@@ -147,17 +172,23 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["gold0", "gold50"])
+    ap.add_argument("mode", choices=["gold0", "gold50", "estimates"])
     ap.add_argument("--json", required=True)
     ap.add_argument("--datasets", default=",".join(SETS))
     ap.add_argument("--variants", default=",".join(GOLD0))
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--synthetic", type=int, default=0, help="estimates: also N generated dense sets")
     args = ap.parse_args(argv)
     out = {}
-    for name in args.datasets.split(","):
+    names = args.datasets.split(",") + ([f"synthetic/dense-{i}" for i in range(args.synthetic)]
+                                        if args.mode == "estimates" else [])
+    for name in names:
         bench = load(name)
-        out[name] = (gold0(bench, args.variants.split(",")) if args.mode == "gold0" else gold50(bench, args.seeds))
-        print(name, json.dumps(out[name] if args.mode == "gold0" else out[name]["candidates"]), flush=True)
+        if args.mode == "gold50":
+            out[name] = gold50(bench, args.seeds)
+        else:
+            out[name] = (gold0 if args.mode == "gold0" else estimates)(bench, args.variants.split(","))
+        print(name, json.dumps(out[name]["candidates"] if args.mode == "gold50" else out[name]), flush=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
     return out
 

@@ -316,3 +316,17 @@ def test_rules_benchmark_smoke(tmp_path):
     summary = json.loads(out.read_text())["summary"]
     assert set(summary) == {"select-balanced_log_loss-r1", "pool-log_loss-r1"}
     assert summary["select-balanced_log_loss-r1"]["wins"] == 0 and 0 < summary["pool-log_loss-r1"]["mean"] <= 1
+
+
+def test_report_gives_a_one_class_labeling_function_its_precision():
+    """A labeling function that votes class 0 only: its reported accuracy is P(true = 0 | it votes), from the
+    vote rates, not the prior-weighted diagonal of its confusion (which would be about the class-0 share)."""
+    rng = np.random.default_rng(0)
+    n = 6000
+    y = rng.integers(0, 2, n)
+    fires = np.where(y == 0, rng.random(n) < 0.5, rng.random(n) < 0.1)  # precision 0.5 / (0.5 + 0.1) = 0.83
+    dense = [np.where(rng.random(n) < a, y, 1 - y) for a in (0.8, 0.75, 0.7)]
+    votes = np.stack([np.where(fires, 0, -1)] + dense, axis=1)
+    precision = np.mean(y[fires] == 0)
+    ds = DawidSkene().fit(votes, 2)
+    assert abs(ds.report(votes)["labeler_accuracy"][0] - precision) < 0.05

@@ -229,8 +229,10 @@ class LabelModel:
     def report(self, votes: np.ndarray) -> dict:
         """Per-labeler estimated accuracy (None for a labeler that never votes) and confusion (M, K, K).
 
-        From the model's parameters when it has them (accuracy = sum_k prior_k * P(vote = k | true = k)),
-        else measured against this model's own predictions.
+        Accuracy is P(vote = true class | the labeler votes). From the model's parameters when it has them:
+        sum_k prior_k P(vote = k | true = k) / sum_k prior_k P(votes | true = k), with the vote rates (abstains
+        included) where the model has them, so that a labeling function that fires for one class only gets
+        its precision; else measured against this model's own predictions.
         """
         x = encode_votes(votes, self.n_classes_)
         k = self.n_classes_
@@ -243,8 +245,12 @@ class LabelModel:
             conf = confusion_from_labels(hard, pred, k)
             acc = [float(np.mean(hard[hard[:, j] >= 0, j] == pred[hard[:, j] >= 0])) if voted[j] else None
                    for j in range(hard.shape[1])]
-        else:
-            diag = np.einsum("mkk->mk", conf) @ self.class_prior_
+        else:  # P(vote = true | the labeler votes), from the vote rates when abstains depend on the class
+            rate = np.asarray(getattr(self, "vote_rate_", conf))
+            prior = np.asarray(self.class_prior_)
+            hits = np.einsum("mkk->mk", rate) @ prior
+            votes_cast = rate.sum(axis=2) @ prior
+            diag = hits / np.maximum(votes_cast, 1e-12)
             acc = [float(a) if v else None for a, v in zip(diag, voted)]
         return {"class_prior": np.asarray(self.class_prior_).tolist(), "labeler_accuracy": acc,
                 "labeler_confusion": np.asarray(conf).tolist()}
