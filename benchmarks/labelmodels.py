@@ -11,7 +11,8 @@ cannot use gold, snorkel_mv and crowd-kit GLAD, are fitted once, without the see
 wrench/youtube (400 training items) with one gold-seed draw, in seconds. `--synthetic N` adds N generated
 dense sets (benchmarks/synthetic_votes.py; all items scored, gold seeds drawn from them, as for babe).
 `--groups` gives our snorkel_mc-based models the labeler families the data names (llmbar: the judge model;
-the generated sets: their families); off by default, see BENCHMARKS.md. Single-threaded BLAS and torch, so that fit times compare.
+the generated sets: their families); off by default, see BENCHMARKS.md. `--methods ours:` runs a subset.
+Single-threaded BLAS and torch, so that fit times compare.
 """
 
 from __future__ import annotations
@@ -386,7 +387,8 @@ def main(argv: list[str] | None = None) -> dict:
             bench.fit = bench.fit[:400]
         if not args.groups:
             bench.groups = None
-        rows += evaluate(bench, seeds, lambda s: print(s, flush=True), args.methods.split(",") if args.methods else None)
+        only = args.methods.split(",") if args.methods else None
+        rows += evaluate(bench, seeds, lambda s: print(s, flush=True), only)
     out = {"results": rows, "default_method": DEFAULT_METHOD, "seeds": seeds,
            "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip()}
     Path(args.json).write_text(json.dumps(out, indent=1))
