@@ -13,8 +13,8 @@ valid items, and its repeated-CV out-of-fold posteriors on the 50 are kept; each
 "pool/<scoring>" mixes the C1 candidates with weights fitted on their out-of-fold posteriors (one repeat);
 "auto_default" is AutoLabelModel() as shipped (= balanced_log_loss/r1/C1). estimates: each variant fitted as in
 gold0; the mean absolute difference between its reported labeler accuracies (`report`) and each labeler's
-accuracy measured on the valid items it votes on (labelers with >= 20 votes); `--synthetic N` adds N generated
-dense sets (benchmarks/synthetic_votes.py, fitted and measured on all items).
+accuracy measured on the valid items it votes on (labelers with >= 20 votes). In gold0 and estimates,
+`--synthetic N` adds N generated dense sets (benchmarks/synthetic_votes.py, fitted and scored on all items).
 Metric as in benchmarks/labelmodels.py (spam F1 on the sms sets, else accuracy).
 """
 
@@ -177,11 +177,11 @@ def main(argv=None):
     ap.add_argument("--datasets", default=",".join(SETS))
     ap.add_argument("--variants", default=",".join(GOLD0))
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--synthetic", type=int, default=0, help="estimates: also N generated dense sets")
+    ap.add_argument("--synthetic", type=int, default=0, help="gold0, estimates: also N generated dense sets")
     args = ap.parse_args(argv)
     out = {}
     names = args.datasets.split(",") + ([f"synthetic/dense-{i}" for i in range(args.synthetic)]
-                                        if args.mode == "estimates" else [])
+                                        if args.mode != "gold50" else [])
     for name in names:
         bench = load(name)
         if args.mode == "gold50":
