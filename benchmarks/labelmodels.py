@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from pipeline.labelmodels import DEFAULT_METHOD, LABEL_MODELS, make_label_model  # noqa: E402
+from pipeline.labelmodels import DEFAULT_METHOD, FAMILY_AWARE, LABEL_MODELS, make_label_model  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
 DATASETS = ["wrench/youtube", "wrench/sms", "wrench/trec", "wrench/semeval", "prompted/youtube", "prompted/sms",
@@ -140,10 +140,10 @@ def with_prior_rule(pred: np.ndarray, votes: np.ndarray, prior: np.ndarray) -> n
 
 
 def run_ours(name: str, groups=None):
-    takes_groups = name in {"snorkel_mc", "auto"}
+    params = {"groups": groups} if name in FAMILY_AWARE and groups is not None else {}
 
     def run(vf, gf, k, vs):
-        model = make_label_model(name, **({"groups": groups} if takes_groups and groups is not None else {}))
+        model = make_label_model(name, **params)
         model.fit(vf, k, gold=gf)
         return with_prior_rule(model.predict(vs), vs, model.class_prior_)
     return run

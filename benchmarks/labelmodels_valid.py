@@ -80,17 +80,23 @@ def make(auto, name, gold_free):
     return auto._make(name, gold_free)
 
 
+def fit_variant(bench, name):
+    """The gold-free variant `name` of GOLD0 fitted on the bench's fit items."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GOLD0[name]().fit(bench.votes[bench.fit], bench.n_classes)
+
+
 def gold0(bench, variants) -> dict:
     fit, valid = bench.fit, bench.pool
     out = {}
     for name in variants:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if name in ANCHORS:  # Snorkel / crowd-kit, as in benchmarks/labelmodels.py
-                out[name] = score(bench.gold[valid], ANCHORS[name](bench.votes[fit], None, bench.n_classes,
-                                                                   bench.votes[valid]), bench.positive)
-                continue
-            model = GOLD0[name]().fit(bench.votes[fit], bench.n_classes)
+        if name in ANCHORS:  # Snorkel / crowd-kit, as in benchmarks/labelmodels.py
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pred = ANCHORS[name](bench.votes[fit], None, bench.n_classes, bench.votes[valid])
+        else:
+            model = fit_variant(bench, name)
             pred = with_prior_rule(model.predict(bench.votes[valid]), bench.votes[valid], model.class_prior_)
         out[name] = score(bench.gold[valid], pred, bench.positive)
     return out
@@ -105,14 +111,8 @@ def estimate_error(model, votes, gold) -> float:
 
 
 def estimates(bench, variants) -> dict:
-    fit, scored = (bench.fit, bench.pool) if not bench.transductive else (bench.fit, bench.score)
-    out = {}
-    for name in variants:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = GOLD0[name]().fit(bench.votes[fit], bench.n_classes)
-            out[name] = estimate_error(model, bench.votes[scored], bench.gold[scored])
-    return out
+    valid = bench.pool  # the valid split; all items where there is none (babe, llmbar, generated sets)
+    return {name: estimate_error(fit_variant(bench, name), bench.votes[valid], bench.gold[valid]) for name in variants}
 
 
 POOL = ("snorkel_mc", "dawid_skene", "majority", "stacker:C=1", "best_labeler", "posterior_stacker:C=1")

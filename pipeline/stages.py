@@ -12,7 +12,7 @@ import pandas as pd
 from .artifacts import write_json, write_npy, write_parquet
 from .calibration import reliability_bins, scaled_proba
 from .denoise import DenoiseInputs, run_denoiser
-from .labelmodels import make_label_model
+from .labelmodels import FAMILY_AWARE, make_label_model
 from .metrics import accuracy, classification_report
 from .neighbors import (
     TrainingDynamics,
@@ -128,8 +128,9 @@ def aggregate_stage(run: Run) -> dict:
         params.setdefault("seed", run.cfg.seed)
     families = labeler_families(run.read_json("labelers.json"), names, cfg.families)
     if families is not None:
-        if cfg.method not in {"snorkel_mc", "auto"}:
-            raise ValueError(f"aggregate.families needs method snorkel_mc or auto, not '{cfg.method}'")
+        if cfg.method not in FAMILY_AWARE:
+            raise ValueError(f"aggregate.families needs method {' or '.join(FAMILY_AWARE)}, "
+                             f"not '{cfg.method}'")
         params.setdefault("groups", families)
     items = run.read_parquet("items.parquet")
     gold = gold_seed_labels(items, classes, cfg.gold_seed, cfg.gold_path, run.cfg.seed)

@@ -179,7 +179,7 @@ def encoder_states(model, tokenizer, texts: list[str], batch_size: int = 64, max
 
 def head_features(cfg: TrainConfig, classes: list[str], texts: list[str], valid_texts: list[str] | None,
                   progress: bool = True, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Head mode's frozen-encoder states (`encoder_states`) of the train texts (N, H) and the valid texts (Nv, H)
+    """Head mode's frozen-encoder states (`encoder_states`) of the train texts (N, P) and the valid texts (Nv, P)
     (None without them): one encoder pass, to share between the trainings of a search or of a two-step loss."""
     model, tokenizer = load_classifier(cfg.model, classes, "head", cfg.pooling, uses_entity_pooling(cfg, texts))
     model.to("cuda" if torch.cuda.is_available() else "cpu")

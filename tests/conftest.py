@@ -11,6 +11,19 @@ SHARED = ROOT.parent / "shared" / "datasets"
 DEMO = ROOT / "examples" / "demo"
 
 
+def load_benchmark(name: str):
+    """The module benchmarks/<name>.py, imported by path (benchmarks/ is not a package) and registered in
+    sys.modules under `name` (dataclasses look their module up there)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def require_shared(*parts: str) -> Path:
     """Path under ../shared/datasets, or skip the test when the shared datasets are absent."""
     path = SHARED.joinpath(*parts)

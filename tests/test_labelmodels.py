@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from pipeline.labelmodels import LABEL_MODELS, AutoLabelModel, DawidSkene, MatrixCompletion, make_label_model
 from pipeline.labelmodels.auto import cv_score
@@ -281,13 +282,7 @@ def test_snorkel_mc_families_must_name_every_labeler():
 def test_generated_dense_votes_and_families_help_on_them():
     """benchmarks/synthetic_votes.py: deterministic, -1 or a class everywhere, one family per labeler; with
     the true families snorkel_mc does better than without on these sets."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "synthetic_votes.py"
-    spec = importlib.util.spec_from_file_location("synthetic_votes", path)
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = load_benchmark("synthetic_votes")
     votes, gold, k, families = gen.generate_with_families(3, n_items=600)
     again = gen.generate(3, n_items=600)
     assert np.array_equal(votes, again[0]) and np.array_equal(gold, again[1]) and k == again[2]
@@ -303,14 +298,9 @@ def test_generated_dense_votes_and_families_help_on_them():
 
 def test_rules_benchmark_smoke(tmp_path):
     """benchmarks/labelmodels_rules.py on one generated set and one gold draw: the default rule and the asked one."""
-    import importlib.util
     import json
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "labelmodels_rules.py"
-    spec = importlib.util.spec_from_file_location("labelmodels_rules", path)
-    rules = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rules)
+    rules = load_benchmark("labelmodels_rules")
     out = tmp_path / "rules.json"
     rules.main(["--sets", "1", "--draws", "1", "--rules", "pool-log_loss-r1", "--json", str(out)])
     summary = json.loads(out.read_text())["summary"]

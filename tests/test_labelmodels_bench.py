@@ -1,12 +1,10 @@
 """The label-model benchmark's smoke run: every method on wrench/youtube, output in the issue's JSON shape."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, require_shared
+from conftest import load_benchmark, require_shared
 
 pytest.importorskip("snorkel")
 pytest.importorskip("crowdkit")
@@ -14,10 +12,7 @@ pytest.importorskip("crowdkit")
 
 def test_benchmark_smoke(tmp_path):
     require_shared("wrench", "youtube")
-    spec = importlib.util.spec_from_file_location("bench_labelmodels", ROOT / "benchmarks" / "labelmodels.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["bench_labelmodels"] = bench  # dataclasses look their module up there
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("labelmodels")
     out = tmp_path / "lm.json"
     bench.main(["--smoke", "--json", str(out)])
     rows = json.loads(Path(out).read_text())["results"]

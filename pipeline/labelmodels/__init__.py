@@ -16,6 +16,7 @@ from .snorkel_mc import MatrixCompletion
 from .weighted import WeightedMajorityVote
 
 DEFAULT_METHOD = "auto"  # chosen by benchmarks/labelmodels.py, see BENCHMARKS.md
+FAMILY_AWARE = ("snorkel_mc", "auto")  # the models that take labeler families (`groups`)
 
 LABEL_MODELS: dict[str, type[LabelModel]] = {
     "majority": MajorityVote,
@@ -33,5 +34,5 @@ def make_label_model(name: str, **params) -> LabelModel:
     return LABEL_MODELS[name](**params)
 
 
-__all__ = ["DEFAULT_METHOD", "LABEL_MODELS", "AutoLabelModel", "DawidSkene", "LabelModel", "MajorityVote", "MatrixCompletion", "WeightedMajorityVote",
+__all__ = ["DEFAULT_METHOD", "FAMILY_AWARE", "LABEL_MODELS", "AutoLabelModel", "DawidSkene", "LabelModel", "MajorityVote", "MatrixCompletion", "WeightedMajorityVote",
            "make_label_model"]
