@@ -87,7 +87,7 @@ class AutoLabelModel(LabelModel):
     rare class cannot win; valid mean 0.621 against 0.599 for the former rule (pick by CV accuracy) and
     0.622 for the plain log loss, whose edge, like that of the log-loss pool (0.645), comes from spouse,
     where the accuracy metric rewards answering the majority class everywhere. 5 repeats did not help.
-    `report` gives the base model's labeler estimates, fitted with the gold. Learned: `selected_` ("pool",
+    `report` measures the labelers against this model's posterior. Learned: `selected_` ("pool",
     or the chosen name), `cv_scores_` (dict), `weights_` (dict, pool), `models_` (dict), `labelers_model_`.
     """
 
@@ -177,7 +177,9 @@ class AutoLabelModel(LabelModel):
         return super().predict(votes)
 
     def report(self, votes) -> dict:
-        out = self.labelers_model_.report(votes)
+        """The labelers measured against this model's posterior (`LabelModel.report`), `model_confusion` from
+        the base model fitted with the gold, and the selection: `selected`, `weights`, `cv_scores`."""
+        out = super().report(votes)
         out["selected"] = self.selected_
         out["weights"] = self.weights_
         out["cv_scores"] = self.cv_scores_

@@ -144,17 +144,6 @@ def gold_agreement(x: sparse.csr_matrix, gold: np.ndarray, n_classes: int) -> tu
     return hits.astype(float), n.astype(float)
 
 
-def confusion_from_labels(votes: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """(M, K, K) row-normalized confusion P(vote = l | true = k) of each labeler, on non-abstain items."""
-    m = votes.shape[1]
-    conf = np.zeros((m, n_classes, n_classes))
-    for j in range(m):
-        ok = (votes[:, j] >= 0) & (labels >= 0)
-        np.add.at(conf[j], (labels[ok], votes[ok, j]), 1.0)
-    totals = conf.sum(axis=2, keepdims=True)
-    return np.divide(conf, totals, out=np.zeros_like(conf), where=totals > 0)
-
-
 def one_coin_confusion(accuracy: np.ndarray, n_classes: int) -> np.ndarray:
     """(M, K, K) confusion of labelers right with probability accuracy (M,), errors spread evenly."""
     acc = np.asarray(accuracy, dtype=float)[:, None, None]
@@ -192,7 +181,7 @@ class LabelModel:
     """Base class. Subclasses implement `fit` and `predict_proba`; learned state ends in `_`.
 
     Models that estimate labeler parameters set `confusion_` (M, K, K): P(vote = l | true = k) given the
-    labeler votes; `report` then gives them, else it measures agreement with the model's own predictions.
+    labeler votes; `report` measures each labeler against the model's posterior and adds those parameters.
     """
 
     n_classes_: int
@@ -227,35 +216,33 @@ class LabelModel:
             raise ValueError(f"the model was fitted on {m} labelers, votes have shape {np.asarray(votes).shape}")
 
     def report(self, votes: np.ndarray) -> dict:
-        """Per-labeler estimated accuracy (None for a labeler that never votes) and confusion (M, K, K).
+        """Per-labeler accuracy and confusion as this model's posterior sees them, on `votes`.
 
-        Accuracy is P(vote = true class | the labeler votes). From the model's parameters when it has them:
-        sum_k prior_k P(vote = k | true = k) / sum_k prior_k P(votes | true = k), with the vote rates (abstains
-        included) where the model has them, so that a labeling function that fires for one class only gets
-        its precision; else measured against this model's own predictions.
+        `labeler_accuracy` (M,): the expected share of the labeler's votes that are right, mean over the items
+        it votes on of P(true = its vote | all votes) (None for a labeler that never votes) - what the audit
+        reports too. `labeler_confusion` (M, K, K): P(vote = l | true = k, it votes) with the true classes
+        weighted by the posterior (`posterior_confusion`). Models with parameters add `model_confusion`
+        (M, K, K), the P(vote = l | true = k) their posterior uses. On the WRENCH/prompted valid splits and on
+        generated dense votes these estimates beat snorkel_mc's parameters (mean error 0.209 vs 0.230, and
+        0.111 vs 0.386; benchmarks/labelmodels_valid.py estimates).
         """
         x = encode_votes(votes, self.n_classes_)
-        k = self.n_classes_
-        voted = np.asarray(x.sum(axis=0)).reshape(-1, k).sum(axis=1) > 0
-        conf = getattr(self, "confusion_", None)
-        if conf is None:
-            hard = votes if np.asarray(votes).ndim == 2 else _hard_from_soft(np.asarray(votes))
-            hard = check_votes(hard, k)
-            pred = self.predict(votes)
-            conf = confusion_from_labels(hard, pred, k)
-            acc = [float(np.mean(hard[hard[:, j] >= 0, j] == pred[hard[:, j] >= 0])) if voted[j] else None
-                   for j in range(hard.shape[1])]
-        else:  # P(vote = true | the labeler votes), from the vote rates when abstains depend on the class
-            rate = np.asarray(getattr(self, "vote_rate_", conf))
-            prior = np.asarray(self.class_prior_)
-            hits = np.einsum("mkk->mk", rate) @ prior
-            votes_cast = rate.sum(axis=2) @ prior
-            diag = hits / np.maximum(votes_cast, 1e-12)
-            acc = [float(a) if v else None for a, v in zip(diag, voted)]
-        return {"class_prior": np.asarray(self.class_prior_).tolist(), "labeler_accuracy": acc,
-                "labeler_confusion": np.asarray(conf).tolist()}
+        counts = posterior_confusion(x, self.predict_proba(votes), self.n_classes_)
+        cast = counts.sum(axis=(1, 2))
+        hits = np.einsum("mkk->m", counts)
+        acc = [float(h / c) if c > 0 else None for h, c in zip(hits, cast)]
+        rows = counts.sum(axis=2, keepdims=True)
+        conf = np.divide(counts, rows, out=np.full_like(counts, 1.0 / self.n_classes_), where=rows > 0)
+        out = {"class_prior": np.asarray(self.class_prior_).tolist(), "labeler_accuracy": acc,
+               "labeler_confusion": conf.tolist()}
+        if getattr(self, "confusion_", None) is not None:
+            out["model_confusion"] = np.asarray(self.confusion_).tolist()
+        return out
 
 
-def _hard_from_soft(votes: np.ndarray) -> np.ndarray:
-    """(N, M) argmax of soft votes (N, M, K); all-zero rows become -1."""
-    return np.where(votes.sum(axis=2) > 0, votes.argmax(axis=2), -1)
+def posterior_confusion(x: sparse.csr_matrix, proba: np.ndarray, n_classes: int) -> np.ndarray:
+    """(M, K, K) soft counts sum_i P(true = k | votes_i) * vote_ijl of each labeler j's votes l by true class
+    k, from encoded votes x (N, M*K) and a posterior proba (N, K); one sparse product, no (N, M, K) array."""
+    k = n_classes
+    counts = np.asarray(x.T @ np.asarray(proba, dtype=np.float64))  # (M*K, K): row j*K + l, column true k
+    return counts.reshape(-1, k, k).transpose(0, 2, 1)
