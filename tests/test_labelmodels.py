@@ -77,6 +77,9 @@ def test_soft_one_hot_votes_match_hard_votes(name):
     hard_model = make_label_model(name).fit(votes, 3)
     soft_model = make_label_model(name).fit(soft, 3)
     np.testing.assert_allclose(soft_model.predict_proba(soft), hard_model.predict_proba(votes), atol=1e-4)
+    soft_rep, hard_rep = soft_model.report(soft), hard_model.report(votes)
+    for key in ("labeler_accuracy", "labeler_confusion"):
+        np.testing.assert_allclose(soft_rep[key], hard_rep[key], atol=1e-4)
 
 
 def test_soft_probability_votes_work():
