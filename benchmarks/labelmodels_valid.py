@@ -3,6 +3,7 @@
 Usage: python benchmarks/labelmodels_valid.py gold0 --json OUT      # gold-free variants: fit train, score valid
        python benchmarks/labelmodels_valid.py estimates --json OUT  # error of the reported labeler accuracies
        python benchmarks/labelmodels_valid.py gold50 --json OUT     # auto's CV rules: 50 valid gold, score the rest
+       python benchmarks/labelmodels_valid.py calibration --json OUT  # ECE / NLL of the gold-free posteriors
 
 The seven WRENCH/prompted sets (babe and llmbar have no valid split). gold0: each variant is fitted on the
 fit set (train; spouse: all items) and scored on valid (`--variants` may also name the benchmark's anchors,
@@ -13,8 +14,9 @@ valid items, and its repeated-CV out-of-fold posteriors on the 50 are kept; each
 "pool/<scoring>" mixes the C1 candidates with weights fitted on their out-of-fold posteriors (one repeat);
 "auto_default" is AutoLabelModel() as shipped (= balanced_log_loss/r1/C1). estimates: each variant fitted as in
 gold0; the mean absolute difference between its reported labeler accuracies (`report`) and each labeler's
-accuracy measured on the valid items it votes on (labelers with >= 20 votes). In gold0 and estimates,
-`--synthetic N` adds N generated dense sets (benchmarks/synthetic_votes.py, fitted and scored on all items).
+accuracy measured on the valid items it votes on (labelers with >= 20 votes). calibration: each variant fitted
+as in gold0; ECE, NLL and accuracy of its posterior on the valid items some labeler covers. In gold0, estimates
+and calibration, `--synthetic N` adds N generated dense sets (benchmarks/synthetic_votes.py, fitted and scored on all items).
 Metric as in benchmarks/labelmodels.py (spam F1 on the sms sets, else accuracy).
 """
 
@@ -41,6 +43,7 @@ from labelmodels import ANCHORS, load, score, with_prior_rule  # noqa: E402
 
 from pipeline.labelmodels import AutoLabelModel, DawidSkene, MatrixCompletion, make_label_model  # noqa: E402
 from pipeline.labelmodels.auto import cv_score, held_out_posteriors, pool_weights  # noqa: E402
+from pipeline.metrics import expected_calibration_error  # noqa: E402
 
 SETS = ["wrench/youtube", "wrench/sms", "wrench/trec", "wrench/semeval", "prompted/youtube", "prompted/sms",
         "prompted/spouse"]
@@ -56,6 +59,7 @@ GOLD0 = {
     "snorkel_mc:abstain=model/prior=em": lambda: MatrixCompletion(abstain="model", prior="em"),
     "snorkel_mc:abstain=ignore": lambda: MatrixCompletion(abstain="ignore"),
     "snorkel_mc:init=majority": lambda: MatrixCompletion(init="majority"),
+    "snorkel_mc:T=1": lambda: MatrixCompletion(temperature=1.0),
     "dawid_skene": lambda: DawidSkene(),
     "dawid_skene:abstain=ignore": lambda: DawidSkene(abstain="ignore"),
     "dawid_skene:init=mc": lambda: DawidSkene(init="snorkel_mc"),
@@ -115,6 +119,21 @@ def estimates(bench, variants) -> dict:
     return {name: estimate_error(fit_variant(bench, name), bench.votes[valid], bench.gold[valid]) for name in variants}
 
 
+def calibration(bench, variants) -> dict:
+    """Each variant's posterior on the covered valid items (all items where there is no valid split): expected
+    calibration error (15 bins), negative log likelihood of the gold class, accuracy; and its temperature."""
+    valid = bench.pool[(bench.votes[bench.pool] >= 0).any(axis=1)]
+    out = {}
+    for name in variants:
+        model = fit_variant(bench, name)
+        proba, y = model.predict_proba(bench.votes[valid]), bench.gold[valid]
+        out[name] = {"ece": expected_calibration_error(y, proba),
+                     "nll": float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-6, 1.0)))),
+                     "accuracy": float(np.mean(proba.argmax(axis=1) == y)),
+                     "temperature": getattr(model, "temperature_", None)}
+    return out
+
+
 POOL = ("snorkel_mc", "dawid_skene", "majority", "stacker:C=1", "best_labeler", "posterior_stacker:C=1")
 POOL_SCORINGS = ("log_loss", "balanced_log_loss")
 
@@ -172,12 +191,12 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["gold0", "gold50", "estimates"])
+    ap.add_argument("mode", choices=["gold0", "gold50", "estimates", "calibration"])
     ap.add_argument("--json", required=True)
     ap.add_argument("--datasets", default=",".join(SETS))
     ap.add_argument("--variants", default=",".join(GOLD0))
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--synthetic", type=int, default=0, help="gold0, estimates: also N generated dense sets")
+    ap.add_argument("--synthetic", type=int, default=0, help="gold0, estimates, calibration: also N generated dense sets")
     args = ap.parse_args(argv)
     out = {}
     names = args.datasets.split(",") + ([f"synthetic/dense-{i}" for i in range(args.synthetic)]
@@ -187,7 +206,8 @@ def main(argv=None):
         if args.mode == "gold50":
             out[name] = gold50(bench, args.seeds)
         else:
-            out[name] = (gold0 if args.mode == "gold0" else estimates)(bench, args.variants.split(","))
+            mode = {"gold0": gold0, "estimates": estimates, "calibration": calibration}[args.mode]
+            out[name] = mode(bench, args.variants.split(","))
         print(name, json.dumps(out[name]["candidates"] if args.mode == "gold50" else out[name]), flush=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
     return out

@@ -48,11 +48,14 @@ class MatrixCompletion(LabelModel):
 
     def __init__(self, l2: float = 1.0, max_iter: int = 500, abstain: str = "rates", prior_strength: float = 50.0,
                  gold_weight: float = 1.0, clip: float = 1e-3, prior: str = "uniform", init: str = "diagonal",
-                 precision_init: float = 0.7, penalty: str = "absolute", groups=None):
+                 precision_init: float = 0.7, penalty: str = "absolute", groups=None, temperature="auto"):
         if penalty not in {"absolute", "relative"}:
             raise ValueError(f"penalty must be 'absolute' or 'relative', got '{penalty}'")
         self.penalty = penalty
         self.groups = groups
+        if temperature != "auto" and not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise ValueError(f"temperature must be 'auto' or a positive number, got {temperature!r}")
+        self.temperature = temperature
         if abstain not in {"model", "ignore", "rates"}:
             raise ValueError(f"abstain must be 'model', 'ignore' or 'rates', got '{abstain}'")
         if prior not in {"em", "uniform"}:
@@ -144,6 +147,11 @@ class MatrixCompletion(LabelModel):
         conf = self.vote_rate_ / self.vote_rate_.sum(axis=2, keepdims=True)
         self.confusion_ = conf
         self.class_prior_ = prior
+        self.temperature_ = 1.0
+        if self.temperature == "auto":
+            self.temperature_ = heldout_vote_temperature(x, np.log(self._evidence_rate()), prior, self.labeler_weight_)
+        else:
+            self.temperature_ = float(self.temperature)
         if fixed is None and self.prior == "em":  # EM on the class prior with the labelers fixed
             for _ in range(20):
                 p = softmax_rows(self._log_joint(x))
@@ -153,15 +161,65 @@ class MatrixCompletion(LabelModel):
         self.n_iter_ = int(res.nit)
         return self
 
+    def _evidence_rate(self) -> np.ndarray:
+        """(M, K, K) the P(vote = l | true = k) the posterior multiplies: vote rates, or the confusion."""
+        return self.confusion_ if self.abstain == "ignore" else self.vote_rate_
+
     def _log_joint(self, x) -> np.ndarray:
-        w = self.labeler_weight_
-        if self.abstain == "model":
-            return log_joint(x, self.vote_rate_, self.class_prior_, self.abstain_rate_, weights=w)
-        if self.abstain == "rates":  # Snorkel's prediction: vote rates, abstains left out
-            return log_joint(x, self.vote_rate_, self.class_prior_, None, weights=w)
-        return log_joint(x, self.confusion_, self.class_prior_, None, weights=w)
+        w = self.labeler_weight_ / getattr(self, "temperature_", 1.0)
+        abstain = self.abstain_rate_ if self.abstain == "model" else None  # "rates": Snorkel's prediction
+        return log_joint(x, self._evidence_rate(), self.class_prior_, abstain, weights=w)
 
     def predict_proba(self, votes):
         """(N, K) posterior P(true = k | votes)."""
         self._check_labelers(votes)
         return softmax_rows(self._log_joint(encode_votes(votes, self.n_classes_)))
+
+
+TEMPERATURES = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
+
+
+def heldout_vote_temperature(x, log_rate: np.ndarray, prior: np.ndarray, weights: np.ndarray,
+                             grid=TEMPERATURES, max_items: int = 20000, seed: int = 0) -> float:
+    """Gold-free temperature T of the posterior softmax(log prior + sum_j w_j log P(v_j | y) / T).
+
+    Labelers that err together make the product of their likelihoods far too confident. For each T in
+    `grid`, the posterior without labeler j predicts j's votes (abstain as one more outcome) through j's
+    vote distribution given the class, measured against that posterior on one half of the items and
+    scored (log likelihood) on the other half, and the other way round; the T with the best sum over the
+    labelers wins (ties: the smaller; the search stops two grid steps past the best). x (N, M*K) encoded votes; log_rate (M, K, K) log P(vote = l | true = k);
+    prior (K,); weights (M,). At most `max_items` items (a seeded sample) are used.
+    """
+    n, k = x.shape[0], len(prior)
+    m = x.shape[1] // k
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)[:max_items]
+    x, n = x[order], len(order)
+    x = sparse.csr_matrix(x, dtype=np.float64)
+    parts, outcomes = [], []  # per labeler: (N, K) its log-likelihood terms; (N, K + 1) its vote, last = abstain
+    for j in range(m):
+        own = x[:, j * k:(j + 1) * k]
+        parts.append(np.asarray(own @ (log_rate[j].T * weights[j])))
+        outcome = np.hstack([own.toarray(), 1 - np.asarray(own.sum(axis=1))])
+        outcomes.append(outcome if np.ptp(outcome, axis=0).max() > 0 else None)  # always alike: nothing to predict
+    total = sum(parts) if parts else np.zeros((n, k))
+    keep = [j for j in range(m) if outcomes[j] is not None]
+    halves = (slice(0, n // 2), slice(n // 2, n))  # two random halves: the items were shuffled above
+    chunk = max(1, 4_000_000 // max(n * (k + 1), 1))  # labelers per vectorized block
+    blocks = [keep[i:i + chunk] for i in range(0, len(keep), chunk)]
+    scores = []
+    for t in grid:  # the score rises to one peak: stop two steps past it
+        score = 0.0
+        for block in blocks:
+            z = np.log(prior) + (total[None] - np.stack([parts[j] for j in block])) / t  # (B, N, K)
+            q = np.exp(z - z.max(axis=2, keepdims=True))
+            q /= q.sum(axis=2, keepdims=True)
+            out = np.stack([outcomes[j] for j in block])  # (B, N, K + 1)
+            for fit, held in (halves, halves[::-1]):
+                rate = np.matmul(q[:, fit].transpose(0, 2, 1), out[:, fit]) + 0.5  # (B, K, K + 1)
+                rate /= rate.sum(axis=2, keepdims=True)
+                score += float((out[:, held] * np.log(np.matmul(q[:, held], rate))).sum())
+        scores.append(score)
+        if len(scores) - 1 - int(np.argmax(scores)) >= 2:
+            break
+    return float(grid[int(np.argmax(scores))])
