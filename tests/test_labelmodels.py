@@ -88,6 +88,7 @@ def test_report_measures_labelers_against_the_posterior(name):
     assert np.abs(est - acc).max() < 0.06 and (np.diff(est) < 0).all()
     assert np.allclose(np.array(rep["labeler_confusion"]).sum(axis=2), 1)
     assert np.array(rep["model_confusion"]).shape == (6, 3, 3)
+    assert rep.get("temperature") == (None if name == "dawid_skene" else 1.0)  # independent labelers: T = 1
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -178,8 +178,12 @@ class AutoLabelModel(LabelModel):
 
     def report(self, votes) -> dict:
         """The labelers measured against this model's posterior (`LabelModel.report`), `model_confusion` from
-        the base model fitted with the gold, and the selection: `selected`, `weights`, `cv_scores`."""
+        the base model fitted with the gold, the selected model's `temperature` if it has one, and the
+        selection: `selected`, `weights`, `cv_scores`."""
         out = super().report(votes)
+        selected = self.models_.get(self.selected_)
+        if getattr(selected, "temperature_", None) is not None:
+            out["temperature"] = float(selected.temperature_)
         out["selected"] = self.selected_
         out["weights"] = self.weights_
         out["cv_scores"] = self.cv_scores_

@@ -222,9 +222,9 @@ class LabelModel:
         it votes on of P(true = its vote | all votes) (None for a labeler that never votes) - what the audit
         reports too. `labeler_confusion` (M, K, K): P(vote = l | true = k, it votes) with the true classes
         weighted by the posterior (`posterior_confusion`). Models with parameters add `model_confusion`
-        (M, K, K), the P(vote = l | true = k) their posterior uses. On the WRENCH/prompted valid splits and on
-        generated dense votes these estimates beat snorkel_mc's parameters (mean error 0.209 vs 0.230, and
-        0.111 vs 0.386; benchmarks/labelmodels_valid.py estimates).
+        (M, K, K), the P(vote = l | true = k) their posterior uses, and `temperature` where the posterior has
+        one. On the WRENCH/prompted valid splits and on generated dense votes these estimates beat snorkel_mc's
+        parameters (mean error 0.209 vs 0.230, and 0.111 vs 0.386; benchmarks/labelmodels_valid.py estimates).
         """
         x = encode_votes(votes, self.n_classes_)
         counts = posterior_confusion(x, self.predict_proba(votes), self.n_classes_)
@@ -237,6 +237,8 @@ class LabelModel:
                "labeler_confusion": conf.tolist()}
         if getattr(self, "confusion_", None) is not None:
             out["model_confusion"] = np.asarray(self.confusion_).tolist()
+        if getattr(self, "temperature_", None) is not None:
+            out["temperature"] = float(self.temperature_)
         return out
 
 

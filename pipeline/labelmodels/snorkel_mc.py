@@ -38,12 +38,20 @@ class MatrixCompletion(LabelModel):
     raised the mean accuracy from 0.743 to 0.760, on LLMBar (the judge models as families) it lowered it from
     0.582 to 0.568: so it is the user's call, off unless given. Families guessed from the votes did not help.
 
+    `temperature` divides every labeler's log-likelihood in the posterior: "auto" (default) picks it without
+    gold by how well the posterior without each labeler predicts that labeler's votes
+    (`heldout_vote_temperature`); labelers that err together (dense LLM labelers) otherwise make the posterior
+    near-certain where it is often wrong. With the uniform prior the labels stay the same, only the
+    confidence changes. On generated dense votes it lowered the posterior's log loss from 3.19 to 1.22 (better
+    on 40 of 40 sets); on the WRENCH/prompted valid splits it kept T = 1 on six of seven sets (prompted/sms: T = 3,
+    log loss 1.22 -> 0.61). A number fixes it (1 = Snorkel's posterior).
+
     `gold` anchors the estimate: the gold items' vote counts are added to mu's columns with `gold_weight`
     times their count, against `prior_strength` pseudo-items per class for the unsupervised estimate; the
     class prior stays uniform (prior="em": EM starts from half the majority-vote shares, half the gold
     frequencies, with the gold items clamped). Learned: `mu_`
     (M*K, K), `confusion_` (M, K, K), `vote_rate_` (M, K, K), `abstain_rate_` (M, K), `class_prior_` (K,),
-    `labeler_weight_` (M,) (1 / family size).
+    `labeler_weight_` (M,) (1 / family size), `temperature_`.
     """
 
     def __init__(self, l2: float = 1.0, max_iter: int = 500, abstain: str = "rates", prior_strength: float = 50.0,
