@@ -76,6 +76,7 @@ def test_snorkel_mc_keeps_the_posterior_of_independent_labelers():
     assert MatrixCompletion(temperature=2.5).fit(votes, 3).temperature_ == 2.5
     with pytest.raises(ValueError, match="temperature"):
         MatrixCompletion(temperature=0)
+    assert AutoLabelModel(temperature=2.5).fit(votes, 3).report(votes)["temperature"] == 2.5
 
 
 @pytest.mark.parametrize("name", ["snorkel_mc", "auto", "dawid_skene"])

@@ -79,7 +79,7 @@ class AutoLabelModel(LabelModel):
     votes of the gold items), "posterior_stacker" (`PosteriorStacker`: the gold-free base posterior
     corrected by a logistic regression on the votes, shrunk toward the base) and "best_labeler"
     (`BestLabeler`). The gold seed is the user's validation data, so choosing by it is fair. `groups` (M,)
-    labeler families go to the snorkel_mc models (see `MatrixCompletion`).
+    labeler families and `temperature` go to the snorkel_mc models (see `MatrixCompletion`).
 
     Defaults by reasoning and the valid splits (benchmarks/labelmodels_valid.py gold50; 7 WRENCH/prompted
     sets, 50 valid gold items, scored on the other valid items). The class-balanced log loss is a proper
@@ -95,7 +95,7 @@ class AutoLabelModel(LabelModel):
                  candidates: tuple[str, ...] = ("snorkel_mc", "dawid_skene", "majority", "stacker", "best_labeler",
                                                 "posterior_stacker"),
                  min_gold: int = 20, folds: int = 5, repeats: int = 1, scoring: str = "balanced_log_loss",
-                 combine: str = "select", seed: int = 0, groups=None):
+                 combine: str = "select", seed: int = 0, groups=None, temperature="auto"):
         if scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got '{scoring}'")
         if combine not in {"pool", "select"}:
@@ -111,6 +111,7 @@ class AutoLabelModel(LabelModel):
         self.combine = combine
         self.seed = seed
         self.groups = groups
+        self.temperature = temperature
 
     def _make(self, name: str, gold_free: LabelModel | None = None) -> LabelModel:
         from . import make_label_model
@@ -122,8 +123,8 @@ class AutoLabelModel(LabelModel):
             return PosteriorStacker(base=self.base, base_model=gold_free)
         if name == "best_labeler":
             return BestLabeler()
-        if name == "snorkel_mc":  # the one model here that takes labeler families
-            return make_label_model(name, groups=self.groups)
+        if name == "snorkel_mc":  # the one model here with labeler families and a posterior temperature
+            return make_label_model(name, groups=self.groups, temperature=self.temperature)
         return make_label_model(name)
 
     def fit(self, votes, n_classes, gold=None, class_prior=None):
