@@ -124,7 +124,10 @@ class AutoLabelModel(LabelModel):
         if name == "best_labeler":
             return BestLabeler()
         if name == "snorkel_mc":  # the one model here with labeler families and a posterior temperature
-            return make_label_model(name, groups=self.groups, temperature=self.temperature)
+            temperature = self.temperature  # with gold: the gold-free model's, found once for all the fits
+            if temperature == "auto" and getattr(gold_free, "temperature_", None) is not None:
+                temperature = gold_free.temperature_
+            return make_label_model(name, groups=self.groups, temperature=temperature)
         return make_label_model(name)
 
     def fit(self, votes, n_classes, gold=None, class_prior=None):
@@ -134,15 +137,15 @@ class AutoLabelModel(LabelModel):
         votes = np.asarray(votes)
         self.n_classes_, self.n_labelers_ = k, votes.shape[1]
         self.cv_scores_, self.weights_ = {}, {}
-        self.labelers_model_ = self._make(self.base).fit(votes, k, gold=gold, class_prior=class_prior)
         labeled = np.flatnonzero(gold >= 0) if gold is not None else np.zeros(0, int)
+        gold_free = None  # the base model without labels: the posterior stacker's base, snorkel_mc's temperature
+        if len(labeled) >= self.min_gold:
+            gold_free = self._make(self.base).fit(votes, k, class_prior=class_prior)
+        self.labelers_model_ = self._make(self.base, gold_free).fit(votes, k, gold=gold, class_prior=class_prior)
         if len(labeled) < self.min_gold:
             self.selected_, self.models_ = self.base, {self.base: self.labelers_model_}
             self.weights_ = {self.base: 1.0}
         else:
-            gold_free = None
-            if "posterior_stacker" in self.candidates:  # its base posterior uses no labels: fit it once
-                gold_free = self._make(self.base).fit(votes, k, class_prior=class_prior)
             rng = np.random.default_rng(self.seed)
             splits = [np.array_split(rng.permutation(labeled), min(self.folds, len(labeled)))
                       for _ in range(self.repeats)]

@@ -137,7 +137,7 @@ class MatrixCompletion(LabelModel):
             g = scale * (grad + 2 * np.outer(rs, prior)) + 2 * self.l2 * pw * diff
             return f, g.ravel()
 
-        res = optimize.minimize(loss, mu0.ravel(), jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * (mk * k),
+        res = optimize.minimize(loss, mu0.ravel(), jac=True, method="L-BFGS-B", bounds=optimize.Bounds(0.0, 1.0),
                                 options={"maxiter": self.max_iter})
         mu = res.x.reshape(mk, k)
         if gold is not None:  # anchor with the gold items' vote counts
@@ -188,45 +188,39 @@ TEMPERATURES = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0,
 
 
 def heldout_vote_temperature(x, log_rate: np.ndarray, prior: np.ndarray, weights: np.ndarray,
-                             grid=TEMPERATURES, max_items: int = 20000, seed: int = 0) -> float:
+                             grid=TEMPERATURES, max_cells: int = 8_000_000, seed: int = 0) -> float:
     """Gold-free temperature T of the posterior softmax(log prior + sum_j w_j log P(v_j | y) / T).
 
     Labelers that err together make the product of their likelihoods far too confident. For each T in
     `grid`, the posterior without labeler j predicts j's votes (abstain as one more outcome) through j's
     vote distribution given the class, measured against that posterior on one half of the items and
     scored (log likelihood) on the other half, and the other way round; the T with the best sum over the
-    labelers wins (ties: the smaller; the search stops two grid steps past the best). x (N, M*K) encoded votes; log_rate (M, K, K) log P(vote = l | true = k);
-    prior (K,); weights (M,). At most `max_items` items (a seeded sample) are used.
+    labelers wins (ties: the smaller; the search stops two grid steps past the best). x (N, M*K) encoded
+    votes; log_rate (M, K, K) log P(vote = l | true = k); prior (K,); weights (M,). A seeded sample of at
+    most max_cells / (M * (K + 1)) items is used.
     """
-    n, k = x.shape[0], len(prior)
+    k = len(prior)
     m = x.shape[1] // k
     rng = np.random.default_rng(seed)
-    order = rng.permutation(n)[:max_items]
-    x, n = x[order], len(order)
-    x = sparse.csr_matrix(x, dtype=np.float64)
-    parts, outcomes = [], []  # per labeler: (N, K) its log-likelihood terms; (N, K + 1) its vote, last = abstain
-    for j in range(m):
-        own = x[:, j * k:(j + 1) * k]
-        parts.append(np.asarray(own @ (log_rate[j].T * weights[j])))
-        outcome = np.hstack([own.toarray(), 1 - np.asarray(own.sum(axis=1))])
-        outcomes.append(outcome if np.ptp(outcome, axis=0).max() > 0 else None)  # always alike: nothing to predict
-    total = sum(parts) if parts else np.zeros((n, k))
-    keep = [j for j in range(m) if outcomes[j] is not None]
+    order = rng.permutation(x.shape[0])[:max(2, max_cells // max(m * (k + 1), 1))]
+    votes = sparse.csr_matrix(x[order]).toarray().reshape(len(order), m, k).transpose(1, 0, 2)  # (M, N, K)
+    outcome = np.concatenate([votes, 1 - votes.sum(axis=2, keepdims=True)], axis=2)  # (M, N, K + 1), abstain last
+    parts = np.einsum("mnl,mkl->mnk", votes, log_rate * np.asarray(weights)[:, None, None])  # (M, N, K)
+    held_out = parts.sum(axis=0)[None] - parts  # every labeler's evidence but its own
+    informative = np.ptp(outcome, axis=1).max(axis=1) > 0  # a labeler that always answers alike predicts nothing
+    held_out, outcome = held_out[informative], outcome[informative]
+    n = len(order)
     halves = (slice(0, n // 2), slice(n // 2, n))  # two random halves: the items were shuffled above
-    chunk = max(1, 4_000_000 // max(n * (k + 1), 1))  # labelers per vectorized block
-    blocks = [keep[i:i + chunk] for i in range(0, len(keep), chunk)]
     scores = []
     for t in grid:  # the score rises to one peak: stop two steps past it
+        z = np.log(prior) + held_out / t
+        q = np.exp(z - z.max(axis=2, keepdims=True))
+        q /= q.sum(axis=2, keepdims=True)
         score = 0.0
-        for block in blocks:
-            z = np.log(prior) + (total[None] - np.stack([parts[j] for j in block])) / t  # (B, N, K)
-            q = np.exp(z - z.max(axis=2, keepdims=True))
-            q /= q.sum(axis=2, keepdims=True)
-            out = np.stack([outcomes[j] for j in block])  # (B, N, K + 1)
-            for fit, held in (halves, halves[::-1]):
-                rate = np.matmul(q[:, fit].transpose(0, 2, 1), out[:, fit]) + 0.5  # (B, K, K + 1)
-                rate /= rate.sum(axis=2, keepdims=True)
-                score += float((out[:, held] * np.log(np.matmul(q[:, held], rate))).sum())
+        for fit, held in (halves, halves[::-1]):
+            rate = np.matmul(q[:, fit].transpose(0, 2, 1), outcome[:, fit]) + 0.5  # (M, K, K + 1)
+            rate /= rate.sum(axis=2, keepdims=True)
+            score += float((outcome[:, held] * np.log(np.matmul(q[:, held], rate))).sum())
         scores.append(score)
         if len(scores) - 1 - int(np.argmax(scores)) >= 2:
             break
