@@ -16,7 +16,8 @@ valid items, and its repeated-CV out-of-fold posteriors on the 50 are kept; each
 gold0; the mean absolute difference between its reported labeler accuracies (`report`) and each labeler's
 accuracy measured on the valid items it votes on (labelers with >= 20 votes). calibration: each variant fitted
 as in gold0; ECE, NLL and accuracy of its posterior on the valid items some labeler covers. In gold0, estimates
-and calibration, `--synthetic N` adds N generated dense sets (benchmarks/synthetic_votes.py, fitted and scored on all items).
+and calibration, `--synthetic N` adds N generated dense sets (benchmarks/synthetic_votes.py, fitted and scored
+on all items).
 Metric as in benchmarks/labelmodels.py (spam F1 on the sms sets, else accuracy).
 """
 
@@ -196,7 +197,8 @@ def main(argv=None):
     ap.add_argument("--datasets", default=",".join(SETS))
     ap.add_argument("--variants", default=",".join(GOLD0))
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--synthetic", type=int, default=0, help="gold0, estimates, calibration: also N generated dense sets")
+    ap.add_argument("--synthetic", type=int, default=0,
+                    help="gold0, estimates, calibration: also N generated dense sets")
     args = ap.parse_args(argv)
     out = {}
     names = args.datasets.split(",") + ([f"synthetic/dense-{i}" for i in range(args.synthetic)]

@@ -42,9 +42,9 @@ class MatrixCompletion(LabelModel):
     gold by how well the posterior without each labeler predicts that labeler's votes
     (`heldout_vote_temperature`); labelers that err together (dense LLM labelers) otherwise make the posterior
     near-certain where it is often wrong. With the uniform prior the labels stay the same, only the
-    confidence changes. On generated dense votes it lowered the posterior's log loss from 3.19 to 1.22 (better
-    on 40 of 40 sets); on the WRENCH/prompted valid splits it kept T = 1 on six of seven sets (prompted/sms: T = 3,
-    log loss 1.22 -> 0.61). A number fixes it (1 = Snorkel's posterior).
+    confidence changes. On generated dense votes it lowered the posterior's log loss from 3.19 to 1.22
+    (better on 40 of 40 sets); on the WRENCH/prompted valid splits it kept T = 1 on six of seven sets
+    (prompted/sms: T = 3, log loss 1.22 -> 0.61). A number fixes it (1 = Snorkel's posterior).
 
     `gold` anchors the estimate: the gold items' vote counts are added to mu's columns with `gold_weight`
     times their count, against `prior_strength` pseudo-items per class for the unsupervised estimate; the
@@ -155,7 +155,6 @@ class MatrixCompletion(LabelModel):
         conf = self.vote_rate_ / self.vote_rate_.sum(axis=2, keepdims=True)
         self.confusion_ = conf
         self.class_prior_ = prior
-        self.temperature_ = 1.0
         if self.temperature == "auto":
             self.temperature_ = heldout_vote_temperature(x, np.log(self._evidence_rate()), prior, self.labeler_weight_)
         else:
