@@ -224,7 +224,7 @@ class LabelModel:
         weighted by the posterior (`posterior_confusion`). Models with parameters add `model_confusion`
         (M, K, K), the P(vote = l | true = k) their posterior uses, and `temperature` where the posterior has
         one. On the WRENCH/prompted valid splits and on generated dense votes these estimates beat snorkel_mc's
-        parameters (mean error 0.209 vs 0.230, and 0.111 vs 0.386; benchmarks/labelmodels_valid.py estimates).
+        parameters (mean error 0.211 vs 0.230, and 0.106 vs 0.386; benchmarks/labelmodels_valid.py estimates).
         """
         x = encode_votes(votes, self.n_classes_)
         counts = posterior_confusion(x, self.predict_proba(votes), self.n_classes_)
