@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from ..labelmodels.base import encode_votes, posterior_confusion
+
 
 def one_hot_votes(votes: np.ndarray, n_classes: int) -> np.ndarray:
     """(N, M, K) float one-hot of the votes; abstains are all-zero rows."""
@@ -72,9 +74,10 @@ def soft_accuracy(votes: np.ndarray, proba: np.ndarray) -> np.ndarray:
 
 
 def soft_confusion(votes: np.ndarray, proba: np.ndarray) -> np.ndarray:
-    """(M, K, K) row-normalized P(vote = l | true = k), true classes weighted by `proba` (N, K)."""
-    oh = one_hot_votes(votes, proba.shape[1])
-    conf = np.einsum("nk,nml->mkl", proba, oh)
+    """(M, K, K) row-normalized P(vote = l | true = k), true classes weighted by `proba` (N, K); NaN rows where
+    no vote falls (the label models' `posterior_confusion`, normalized)."""
+    k = proba.shape[1]
+    conf = posterior_confusion(encode_votes(votes, k), proba, k)
     rows = conf.sum(axis=2, keepdims=True)
     return np.divide(conf, rows, out=np.full_like(conf, np.nan), where=rows > 0)
 

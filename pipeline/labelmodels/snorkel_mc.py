@@ -173,7 +173,7 @@ class MatrixCompletion(LabelModel):
         return self.confusion_ if self.abstain == "ignore" else self.vote_rate_
 
     def _log_joint(self, x) -> np.ndarray:
-        w = self.labeler_weight_ / getattr(self, "temperature_", 1.0)
+        w = self.labeler_weight_ / self.temperature_
         abstain = self.abstain_rate_ if self.abstain == "model" else None  # "rates": Snorkel's prediction
         return log_joint(x, self._evidence_rate(), self.class_prior_, abstain, weights=w)
 
