@@ -105,16 +105,22 @@ def load_llmbar(name: str, root: Path = DATA) -> Bench:
 
 
 def load_synthetic(name: str) -> Bench:
-    """"synthetic/dense-<seed>": generated dense votes (benchmarks/synthetic_votes.py), scored like babe."""
-    from synthetic_votes import generate_with_families
+    """"synthetic/dense-<seed>" (labeler families) or "synthetic/independent-<seed>" (none): generated dense
+    votes (benchmarks/synthetic_votes.py), scored like babe."""
+    from synthetic_votes import generate_independent, generate_with_families
 
-    votes, gold, k, families = generate_with_families(int(name.rsplit("-", 1)[1]))
+    seed = int(name.rsplit("-", 1)[1])
+    if name.startswith("synthetic/independent-"):
+        votes, gold, k = generate_independent(seed)
+        families = np.arange(votes.shape[1])
+    else:
+        votes, gold, k, families = generate_with_families(seed)
     every = np.arange(len(gold))
     return Bench(name, votes, gold, k, every, every, every, None, True, families)
 
 
 def load(name: str, root: Path = DATA) -> Bench:
-    if name.startswith("synthetic/dense-"):
+    if name.startswith("synthetic/"):
         return load_synthetic(name)
     if name.startswith("llm/babe"):
         return load_babe(name, root)
@@ -355,6 +361,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--synthetic", type=int, default=0, metavar="N",
                     help="also (or, with --datasets none, only) N generated dense sets synthetic/dense-0..N-1")
+    ap.add_argument("--independent", type=int, default=0, metavar="N",
+                    help="also N generated dense sets without labeler families, synthetic/independent-0..N-1")
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--groups", action="store_true",
                     help="give ours the labeler families the data names (llmbar: the judge; generated sets)")
@@ -379,6 +387,7 @@ def main(argv: list[str] | None = None) -> dict:
     root = Path(args.data)
     names = ["wrench/youtube"] if args.smoke else (args.datasets.split(",") if args.datasets else DATASETS)
     names = [n for n in names if n != "none"] + [f"synthetic/dense-{i}" for i in range(args.synthetic)]
+    names += [f"synthetic/independent-{i}" for i in range(args.independent)]
     seeds = 1 if args.smoke else args.seeds
     rows = []
     for name in names:

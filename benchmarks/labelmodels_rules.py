@@ -1,11 +1,15 @@
 """AutoLabelModel's gold-seed rules on generated dense votes (development data, no benchmark set's labels).
 
 Usage: python benchmarks/labelmodels_rules.py --json OUT [--sets 40] [--draws 5] [--rules select-balanced_log_loss-r1,...]
+       [--independent]
 
 For each generated set (benchmarks/synthetic_votes.py, 1500 items) and each draw of 50 gold items (seeds
 100..), every rule (combine x scoring x CV repeats) fits `AutoLabelModel` with that gold and is scored on the
 other items. Prints the mean accuracy of each rule and its paired wins / losses against the shipped default
-(select, balanced_log_loss, 1 repeat). The WRENCH/prompted counterpart is `labelmodels_valid.py gold50`.
+(select, balanced_log_loss, 1 repeat). A rule may name the base model as a fourth part
+("select-balanced_log_loss-r1-snorkel_mc"; default: auto's own choice). `--independent` uses the generated
+sets without labeler families (synthetic_votes.generate_independent). The WRENCH/prompted counterpart is
+`labelmodels_valid.py gold50`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from synthetic_votes import generate  # noqa: E402
+from synthetic_votes import generate, generate_independent  # noqa: E402
 
 from pipeline.labelmodels import AutoLabelModel  # noqa: E402
 
@@ -35,8 +39,8 @@ RULES = [f"{c}-{s}-r{r}" for c in ("select", "pool") for s in ("balanced_log_los
 
 
 def rule_params(rule: str) -> dict:
-    combine, scoring, repeats = rule.split("-")
-    return {"combine": combine, "scoring": scoring, "repeats": int(repeats[1:])}
+    combine, scoring, repeats, *base = rule.split("-")
+    return {"combine": combine, "scoring": scoring, "repeats": int(repeats[1:]), **({"base": base[0]} if base else {})}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -46,13 +50,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--gold", type=int, default=50)
     ap.add_argument("--rules", default=",".join(RULES))
+    ap.add_argument("--independent", action="store_true", help="the generated sets without labeler families")
     args = ap.parse_args(argv)
     rules = args.rules.split(",")
     if DEFAULT_RULE not in rules:
         rules.insert(0, DEFAULT_RULE)
     scores: dict[str, list[float]] = {r: [] for r in rules}
     for s in range(args.sets):
-        votes, y, k = generate(s)
+        votes, y, k = (generate_independent if args.independent else generate)(s)
         for draw in range(args.draws):
             chosen = np.random.default_rng(100 + draw).choice(len(y), args.gold, replace=False)
             gold = np.full(len(y), -1)
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
                     warnings.simplefilter("ignore")
                     model = AutoLabelModel(**rule_params(rule)).fit(votes, k, gold=gold)
                 scores[rule].append(float(np.mean(model.predict(votes[rest]) == y[rest])))
-        print(f"synthetic/dense-{s}: " + " ".join(f"{r}={np.mean(v[-args.draws:]):.3f}" for r, v in scores.items()),
+        print(f"synthetic/{'independent' if args.independent else 'dense'}-{s}: " + " ".join(f"{r}={np.mean(v[-args.draws:]):.3f}" for r, v in scores.items()),
               flush=True)
     base = np.array(scores[DEFAULT_RULE])
     summary = {}

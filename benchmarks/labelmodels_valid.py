@@ -65,6 +65,9 @@ GOLD0 = {
     "dawid_skene:abstain=ignore": lambda: DawidSkene(abstain="ignore"),
     "dawid_skene:init=mc": lambda: DawidSkene(init="snorkel_mc"),
     "majority": lambda: make_label_model("majority"),
+    "auto": lambda: AutoLabelModel(),
+    **{f"auto:max_dependence={v:g}": (lambda v=v: AutoLabelModel(max_dependence=v))
+       for v in (0.0, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2)},
 }
 CANDIDATES = ("snorkel_mc", "dawid_skene", "majority", "stacker:C=0.1", "best_labeler", "posterior_stacker:C=0.1",
               "stacker:C=1", "posterior_stacker:C=1")
@@ -199,10 +202,14 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--synthetic", type=int, default=0,
                     help="gold0, estimates, calibration: also N generated dense sets")
+    ap.add_argument("--independent", type=int, default=0,
+                    help="gold0, estimates, calibration: also N generated dense sets without labeler families")
     args = ap.parse_args(argv)
     out = {}
-    names = args.datasets.split(",") + ([f"synthetic/dense-{i}" for i in range(args.synthetic)]
-                                        if args.mode != "gold50" else [])
+    names = [n for n in args.datasets.split(",") if n != "none"]
+    if args.mode != "gold50":
+        names += [f"synthetic/dense-{i}" for i in range(args.synthetic)]
+        names += [f"synthetic/independent-{i}" for i in range(args.independent)]
     for name in names:
         bench = load(name)
         if args.mode == "gold50":

@@ -12,6 +12,11 @@ being fooled into the decoy on adversarial items, and one shared answer per item
 with probability rho ~ U(0.5, 0.95), else answers on its own (skill + N(0, 0.1), fooled alike), then with
 probability ~ U(0, 0.25) says its favourite class whatever the item (position or class bias), and with
 probability ~ U(0, 0.05) gives no parseable answer (-1).
+
+`generate_independent`: the same kind of labeler without families (added in session 10, after the label-free
+`vote_dependence` of babe's LLMs, 0.003-0.015, fell below every family set's, 0.040-0.51): 5-20 labelers, each
+its own model (skill ~ U(0.5, 0.95), own answers), a share ~ U(0, 0.3) of adversarial items, a favourite
+class said with probability ~ U(0, 0.5), no answer with probability ~ U(0, 0.05).
 """
 
 from __future__ import annotations
@@ -28,6 +33,24 @@ def generate(seed: int, n_items: int = 1500) -> tuple[np.ndarray, np.ndarray, in
     """(votes (N, M) int with -1 = no answer, gold (N,), K) of the generated data set `seed`."""
     votes, gold, k, _ = generate_with_families(seed, n_items)
     return votes, gold, k
+
+
+def generate_independent(seed: int, n_items: int = 1500) -> tuple[np.ndarray, np.ndarray, int]:
+    """(votes (N, M) int with -1 = no answer, gold (N,), K): labelers that err independently given the item
+    (apart from adversarial items' shared decoy)."""
+    rng = np.random.default_rng([seed, 1])
+    k = int(rng.choice([2, 2, 3, 4]))
+    y = rng.choice(k, n_items, p=rng.dirichlet(np.full(k, 5.0)))
+    adversarial = rng.random(n_items) < rng.uniform(0.0, 0.3)
+    decoy = _wrong(rng, y, k)
+    columns = []
+    for _ in range(int(rng.integers(5, 21))):
+        skill, fooled = rng.uniform(0.5, 0.95), rng.uniform()
+        v = np.where(rng.random(n_items) < skill, y, _wrong(rng, y, k))
+        v = np.where(adversarial & (rng.random(n_items) < fooled), decoy, v)
+        v = np.where(rng.random(n_items) < rng.uniform(0, 0.5), int(rng.integers(k)), v)
+        columns.append(np.where(rng.random(n_items) < rng.uniform(0, 0.05), -1, v))
+    return np.stack(columns, axis=1), y, k
 
 
 def generate_with_families(seed: int, n_items: int = 1500) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:

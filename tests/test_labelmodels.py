@@ -76,7 +76,7 @@ def test_snorkel_mc_keeps_the_posterior_of_independent_labelers():
     assert MatrixCompletion(temperature=2.5).fit(votes, 3).temperature_ == 2.5
     with pytest.raises(ValueError, match="temperature"):
         MatrixCompletion(temperature=0)
-    assert AutoLabelModel(temperature=2.5).fit(votes, 3).report(votes)["temperature"] == 2.5
+    assert AutoLabelModel(base="snorkel_mc", temperature=2.5).fit(votes, 3).report(votes)["temperature"] == 2.5
 
 
 @pytest.mark.parametrize("name", ["snorkel_mc", "auto", "dawid_skene"])
@@ -89,7 +89,10 @@ def test_report_measures_labelers_against_the_posterior(name):
     assert np.abs(est - acc).max() < 0.06 and (np.diff(est) < 0).all()
     assert np.allclose(np.array(rep["labeler_confusion"]).sum(axis=2), 1)
     assert np.array(rep["model_confusion"]).shape == (6, 3, 3)
-    assert rep.get("temperature") == (None if name == "dawid_skene" else 1.0)  # independent labelers: T = 1
+    # independent dense labelers: T = 1 for snorkel_mc; auto picks Dawid-Skene for them (no temperature)
+    assert rep.get("temperature") == (1.0 if name == "snorkel_mc" else None)
+    if name == "auto":
+        assert rep["base"] == "dawid_skene" and rep["density"] > 0.5 and rep["dependence"] < 0.05
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -343,6 +346,44 @@ def test_generated_dense_votes_and_families_help_on_them():
         grouped = np.mean(MatrixCompletion(groups=families).fit(votes, k).predict(votes) == gold)
         gains.append(grouped - plain)
     assert np.mean(gains) > 0
+
+
+def test_vote_dependence_separates_independent_labelers_from_families():
+    """Label-free: independent dense labelers leave almost no cross-covariance outside rank K - 1, families
+    of labelers that share answers leave much; soft one-hot votes give the same figure as hard votes."""
+    from pipeline.labelmodels.dependence import vote_density, vote_dependence
+
+    gen = load_benchmark("synthetic_votes")
+    independent = [vote_dependence(*gen.generate_independent(seed, n_items=1000)[::2]) for seed in (0, 1, 3, 7)]
+    families = [vote_dependence(*gen.generate(seed, n_items=1000)[::2]) for seed in (1, 6, 14)]
+    assert max(independent) < 0.05 < min(families)
+    votes, _, k = gen.generate_independent(0, n_items=400)
+    soft = np.where((votes >= 0)[..., None], np.eye(k)[np.maximum(votes, 0)], 0.0)
+    assert vote_dependence(soft, k) == pytest.approx(vote_dependence(votes, k))
+    assert vote_density(votes, k) == pytest.approx((votes >= 0).mean())
+    assert vote_dependence(np.zeros((50, 4), int), 2) == 0.0  # no covariance at all: nothing unexplained
+
+
+def test_auto_uses_dawid_skene_only_for_dense_independent_labelers():
+    """Without gold, `auto` picks Dawid-Skene for dense votes from independent labelers (where it beats
+    snorkel_mc), snorkel_mc for families, for sparse labeling functions, and when the user names families."""
+    from pipeline.labelmodels.auto import gold_free_method
+
+    gen = load_benchmark("synthetic_votes")
+    votes, y, k = gen.generate_independent(8)
+    auto = AutoLabelModel().fit(votes, k)
+    assert auto.base_ == "dawid_skene" and auto.diagnostics_["dependence"] < 0.05
+    acc = {name: np.mean(make_label_model(name).fit(votes, k).predict(votes) == y)
+           for name in ("dawid_skene", "snorkel_mc")}
+    assert np.mean(auto.predict(votes) == y) == acc["dawid_skene"] > acc["snorkel_mc"] + 0.05
+    assert gold_free_method(gen.generate(1)[0], gen.generate(1)[2])[0] == "snorkel_mc"
+    sparse = votes.copy()
+    sparse[np.random.default_rng(0).random(votes.shape) < 0.7] = -1
+    name, diagnostics = gold_free_method(sparse, k)
+    assert name == "snorkel_mc" and "dependence" not in diagnostics and diagnostics["density"] < 0.5
+    families = np.arange(votes.shape[1]) // 2
+    assert AutoLabelModel(groups=families).fit(votes, k).base_ == "snorkel_mc"
+    assert AutoLabelModel(base="snorkel_mc").fit(votes, k).base_ == "snorkel_mc"
 
 
 def test_rules_benchmark_smoke(tmp_path):

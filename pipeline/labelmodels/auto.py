@@ -7,6 +7,7 @@ from functools import partial
 import numpy as np
 
 from .base import LabelModel, check_gold, check_n_classes, encode_votes
+from .dependence import vote_density, vote_dependence
 
 SCORINGS = ("accuracy", "balanced_accuracy", "log_loss", "balanced_log_loss")
 
@@ -28,6 +29,22 @@ def cv_score(proba: np.ndarray, y: np.ndarray, scoring: str, n_classes: int) -> 
     if scoring == "log_loss":
         return float(np.mean(logp))
     return float(np.mean([np.mean(logp[y == c]) for c in np.unique(y)]))
+
+
+def gold_free_method(votes, n_classes: int, min_density: float = 0.5, max_dependence: float = 0.05) -> tuple[str, dict]:
+    """The label model to trust without gold, and the diagnostics it was chosen by.
+
+    "dawid_skene" when most (item, labeler) cells hold a vote (`vote_density` >= min_density) and the labelers
+    look conditionally independent given the class (`vote_dependence` < max_dependence): Dawid-Skene is then
+    the maximum-likelihood model of the votes. Otherwise "snorkel_mc", whose pull toward equally good
+    labelers holds up when labelers share errors or fire for one class only. Votes (N, M) or (N, M, K).
+    """
+    diagnostics = {"density": vote_density(votes, n_classes)}
+    if diagnostics["density"] >= min_density:
+        diagnostics["dependence"] = vote_dependence(votes, n_classes)
+        if diagnostics["dependence"] < max_dependence:
+            return "dawid_skene", diagnostics
+    return "snorkel_mc", diagnostics
 
 
 def pool_weights(probas: list[list[np.ndarray]], y: np.ndarray, scoring: str, n_classes: int) -> np.ndarray:
@@ -67,7 +84,10 @@ def held_out_posteriors(make, votes: np.ndarray, n_classes: int, gold: np.ndarra
 
 
 class AutoLabelModel(LabelModel):
-    """Without gold (or with fewer than `min_gold` gold items): the `base` label model.
+    """Without gold (or with fewer than `min_gold` gold items): the `base` label model; base="auto" (default)
+    chooses it from the votes (`gold_free_method`: Dawid-Skene for dense votes from labelers that look
+    conditionally independent, else snorkel_mc; `min_density`, `max_dependence`; snorkel_mc when `groups`
+    names a family of several labelers).
 
     With a gold seed (`gold`, -1 = unknown) of at least `min_gold` items, every candidate gets held-out
     posteriors on the gold items by `repeats` times repeated `folds`-fold cross-validation (fitted on all
@@ -87,15 +107,20 @@ class AutoLabelModel(LabelModel):
     rare class cannot win; valid mean 0.621 against 0.599 for the former rule (pick by CV accuracy) and
     0.622 for the plain log loss, whose edge, like that of the log-loss pool (0.645), comes from spouse,
     where the accuracy metric rewards answering the majority class everywhere. 5 repeats did not help.
-    `report` measures the labelers against this model's posterior. Learned: `selected_` ("pool",
-    or the chosen name), `cv_scores_` (dict), `weights_` (dict, pool), `models_` (dict), `labelers_model_`.
+    `max_dependence` = 0.05 and `min_density` = 0.5 were chosen on generated dense votes
+    (benchmarks/synthetic_votes.py: 40 sets with labeler families, 40 without), see BENCHMARKS.md; the WRENCH
+    and prompted sets (vote density 0.01-0.26) keep snorkel_mc. `report` measures the labelers against this
+    model's posterior. Learned: `base_` (the base model's name), `diagnostics_` (density, dependence),
+    `selected_` ("pool", or the chosen name), `cv_scores_` (dict), `weights_` (dict, pool), `models_` (dict),
+    `labelers_model_`.
     """
 
-    def __init__(self, base: str = "snorkel_mc",
+    def __init__(self, base: str = "auto",
                  candidates: tuple[str, ...] = ("snorkel_mc", "dawid_skene", "majority", "stacker", "best_labeler",
                                                 "posterior_stacker"),
                  min_gold: int = 20, folds: int = 5, repeats: int = 1, scoring: str = "balanced_log_loss",
-                 combine: str = "select", seed: int = 0, groups=None, temperature="auto"):
+                 combine: str = "select", seed: int = 0, groups=None, temperature="auto",
+                 min_density: float = 0.5, max_dependence: float = 0.05):
         if scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got '{scoring}'")
         if combine not in {"pool", "select"}:
@@ -112,6 +137,8 @@ class AutoLabelModel(LabelModel):
         self.seed = seed
         self.groups = groups
         self.temperature = temperature
+        self.min_density = min_density
+        self.max_dependence = max_dependence
 
     def _make(self, name: str, gold_free: LabelModel | None = None) -> LabelModel:
         from . import make_label_model
@@ -120,7 +147,7 @@ class AutoLabelModel(LabelModel):
         if name == "stacker":
             return VoteStacker()
         if name == "posterior_stacker":
-            return PosteriorStacker(base=self.base, base_model=gold_free)
+            return PosteriorStacker(base=self.base_, base_model=gold_free)
         if name == "best_labeler":
             return BestLabeler()
         if name == "snorkel_mc":  # the one model here with labeler families and a posterior temperature
@@ -136,15 +163,20 @@ class AutoLabelModel(LabelModel):
         gold = check_gold(gold, n, k)
         votes = np.asarray(votes)
         self.n_classes_, self.n_labelers_ = k, votes.shape[1]
-        self.cv_scores_, self.weights_ = {}, {}
+        self.cv_scores_, self.weights_, self.diagnostics_ = {}, {}, {}
+        self.base_ = self.base
+        if self.base == "auto" and self.groups is not None and len(set(self.groups)) < len(self.groups):
+            self.base_ = "snorkel_mc"  # labelers named as families err together: not independent
+        elif self.base == "auto":
+            self.base_, self.diagnostics_ = gold_free_method(votes, k, self.min_density, self.max_dependence)
         labeled = np.flatnonzero(gold >= 0) if gold is not None else np.zeros(0, int)
         gold_free = None  # the base model without labels: the posterior stacker's base, snorkel_mc's temperature
         if len(labeled) >= self.min_gold:
-            gold_free = self._make(self.base).fit(votes, k, class_prior=class_prior)
-        self.labelers_model_ = self._make(self.base, gold_free).fit(votes, k, gold=gold, class_prior=class_prior)
+            gold_free = self._make(self.base_).fit(votes, k, class_prior=class_prior)
+        self.labelers_model_ = self._make(self.base_, gold_free).fit(votes, k, gold=gold, class_prior=class_prior)
         if len(labeled) < self.min_gold:
-            self.selected_, self.models_ = self.base, {self.base: self.labelers_model_}
-            self.weights_ = {self.base: 1.0}
+            self.selected_, self.models_ = self.base_, {self.base_: self.labelers_model_}
+            self.weights_ = {self.base_: 1.0}
         else:
             rng = np.random.default_rng(self.seed)
             splits = [np.array_split(rng.permutation(labeled), min(self.folds, len(labeled)))
@@ -164,7 +196,7 @@ class AutoLabelModel(LabelModel):
                 self.selected_, self.weights_ = best, {best: 1.0}
             total = sum(self.weights_.values())
             self.weights_ = {c: wc / total for c, wc in self.weights_.items()}
-            self.models_ = {c: (self.labelers_model_ if c == self.base
+            self.models_ = {c: (self.labelers_model_ if c == self.base_
                                 else self._make(c, gold_free).fit(votes, k, gold=gold, class_prior=class_prior))
                             for c in self.weights_}
         self.class_prior_ = sum(w * np.asarray(self.models_[c].class_prior_) for c, w in self.weights_.items())
@@ -188,6 +220,8 @@ class AutoLabelModel(LabelModel):
         selected = self.models_.get(self.selected_)
         if getattr(selected, "temperature_", None) is not None:
             out["temperature"] = float(selected.temperature_)
+        out["base"] = self.base_
+        out.update(self.diagnostics_)
         out["selected"] = self.selected_
         out["weights"] = self.weights_
         out["cv_scores"] = self.cv_scores_

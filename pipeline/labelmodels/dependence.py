@@ -1,0 +1,53 @@
+"""Gold-free diagnostics of a vote matrix: how dense it is, how far its labelers are from conditional independence."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+
+from .base import encode_votes
+
+
+def vote_density(votes, n_classes: int) -> float:
+    """Share of the (item, labeler) cells that hold a vote; votes (N, M) or soft (N, M, K)."""
+    x = encode_votes(votes, n_classes)
+    m = x.shape[1] // n_classes
+    return float(x.sum() / max(x.shape[0] * m, 1))
+
+
+def vote_dependence(votes, n_classes: int, max_items: int = 5000, n_iter: int = 200, tol: float = 1e-7,
+                    seed: int = 0) -> float:
+    """Share of the labelers' cross-covariance that conditionally independent labelers could not produce.
+
+    If the labelers err independently given the true class, the covariance of labeler i's one-hot vote with
+    labeler j's (i != j) is mu_i^T (diag(p) - p p^T) mu_j: the (M*K, M*K) cross-covariance has rank <= K - 1
+    outside its diagonal blocks. This fits the best rank K - 1 matrix to those off-diagonal blocks (the
+    diagonal blocks filled in by the fit, iterated) and returns the squared residual over the squared
+    off-diagonal covariance, in [0, 1]: near 0 for independent labelers (plus sampling noise), larger when
+    labelers share errors (one model under several prompts, items that fool many labelers alike). Meant for
+    dense votes: abstains enter as all-zero rows, so sparse labeling functions' coverage patterns add
+    structure of their own. A seeded sample of at most `max_items` items is used.
+    """
+    x = encode_votes(votes, n_classes)
+    n, mk = x.shape
+    if n > max_items:
+        x = x[np.random.default_rng(seed).choice(n, max_items, replace=False)]
+    dense = x.toarray().astype(np.float64)
+    cov = np.cov(dense, rowvar=False)
+    labeler = np.arange(mk) // n_classes
+    off = labeler[:, None] != labeler[None, :]
+    total = float((cov[off] ** 2).sum())
+    if total <= 0:
+        return 0.0
+    rank = max(n_classes - 1, 1)
+    filled, low, last = np.where(off, cov, 0.0), np.zeros_like(cov), np.inf
+    for _ in range(n_iter):
+        w, v = linalg.eigh(filled, subset_by_index=[mk - rank, mk - 1])  # the top `rank` eigenpairs
+        w = np.maximum(w, 0.0)  # the independent part is positive semi-definite
+        low = (v * w) @ v.T
+        resid = float(((cov - low)[off] ** 2).sum()) / total
+        if last - resid < tol:
+            break
+        last = resid
+        filled = np.where(off, cov, low)
+    return float(((cov - low)[off] ** 2).sum()) / total
