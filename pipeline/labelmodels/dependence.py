@@ -9,10 +9,11 @@ from .base import encode_votes
 
 
 def vote_density(votes, n_classes: int) -> float:
-    """Share of the (item, labeler) cells that hold a vote; votes (N, M) or soft (N, M, K)."""
-    x = encode_votes(votes, n_classes)
-    m = x.shape[1] // n_classes
-    return float(x.sum() / max(x.shape[0] * m, 1))
+    """Share of the (item, labeler) cells that hold a vote; votes (N, M) with -1 = abstain, or soft (N, M, K)."""
+    votes = np.asarray(votes)
+    if votes.ndim == 3:
+        return float(votes.sum() / max(votes.shape[0] * votes.shape[1], 1))
+    return float(np.count_nonzero(votes >= 0) / max(votes.size, 1))
 
 
 def vote_dependence(votes, n_classes: int, max_items: int = 5000, n_iter: int = 200, tol: float = 1e-7,
@@ -28,11 +29,11 @@ def vote_dependence(votes, n_classes: int, max_items: int = 5000, n_iter: int = 
     dense votes: abstains enter as all-zero rows, so sparse labeling functions' coverage patterns add
     structure of their own. A seeded sample of at most `max_items` items is used.
     """
-    x = encode_votes(votes, n_classes)
-    n, mk = x.shape
-    if n > max_items:
-        x = x[np.random.default_rng(seed).choice(n, max_items, replace=False)]
-    dense = x.toarray().astype(np.float64)
+    votes = np.asarray(votes)
+    if len(votes) > max_items:
+        votes = votes[np.sort(np.random.default_rng(seed).choice(len(votes), max_items, replace=False))]
+    dense = encode_votes(votes, n_classes).toarray().astype(np.float64)
+    mk = dense.shape[1]
     cov = np.cov(dense, rowvar=False)
     labeler = np.arange(mk) // n_classes
     off = labeler[:, None] != labeler[None, :]
