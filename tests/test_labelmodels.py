@@ -381,6 +381,7 @@ def test_auto_uses_dawid_skene_only_for_dense_independent_labelers():
     sparse[np.random.default_rng(0).random(votes.shape) < 0.7] = -1
     name, diagnostics = gold_free_method(sparse, k)
     assert name == "snorkel_mc" and "dependence" not in diagnostics and diagnostics["density"] < 0.5
+    assert gold_free_method(votes[:, :3], k)[0] == "snorkel_mc"  # 3 labelers: nothing to test
     families = np.arange(votes.shape[1]) // 2
     assert AutoLabelModel(groups=families).fit(votes, k).base_ == "snorkel_mc"
     assert AutoLabelModel(base="snorkel_mc").fit(votes, k).base_ == "snorkel_mc"

@@ -37,10 +37,12 @@ def gold_free_method(votes, n_classes: int, min_density: float = 0.5, max_depend
     "dawid_skene" when most (item, labeler) cells hold a vote (`vote_density` >= min_density) and the labelers
     look conditionally independent given the class (`vote_dependence` < max_dependence): Dawid-Skene is then
     the maximum-likelihood model of the votes. Otherwise "snorkel_mc", whose pull toward equally good
-    labelers holds up when labelers share errors or fire for one class only. Votes (N, M) or (N, M, K).
+    labelers holds up when labelers share errors or fire for one class only, and with fewer than 4 labelers,
+    where the test cannot tell (any three labelers' pairwise covariances fit rank one). Votes (N, M) or
+    (N, M, K).
     """
     diagnostics = {"density": vote_density(votes, n_classes)}
-    if diagnostics["density"] >= min_density:
+    if diagnostics["density"] >= min_density and np.shape(votes)[1] >= 4:
         diagnostics["dependence"] = vote_dependence(votes, n_classes)
         if diagnostics["dependence"] < max_dependence:
             return "dawid_skene", diagnostics
