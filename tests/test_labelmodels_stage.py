@@ -32,6 +32,8 @@ def test_gold_seed_from_valid_split_and_gold_file(demo_config, tmp_path):
                            progress=False, until="aggregate")
     rep = json.loads((run_dir / "labelmodel.json").read_text())
     assert rep["n_gold_seed"] == 8 and "selected" in rep
+    # the demo's keyword rules are sparse: the gold-free base is snorkel_mc, with the density it was chosen by
+    assert rep["base"] == "snorkel_mc" and 0 < rep["density"] < 0.5 and "dependence" not in rep
 
 
 def test_gold_file_with_unknown_ids_is_an_error(demo_config, tmp_path):
