@@ -277,6 +277,29 @@ def test_cli_audit_writes_folder_and_errors_cleanly(tmp_path):
     assert not (tmp_path / "out2").exists()
 
 
+def test_audit_measures_whether_annotators_share_errors(tmp_path):
+    """Independent annotators: conditional dependence near 0, no warning. A family of judges that copy one
+    misled judge: above the threshold, and the CLI warns that Dawid-Skene over-trusts them."""
+    from pipeline.audit.core import DEPENDENT
+
+    y, votes = simulate(n=600, seed=3)
+    long_frame(votes, y).to_csv(tmp_path / "ind.csv", index=False)
+    agreement = run_audit(load_annotations(tmp_path / "ind.csv"), neighbors=False).agreement
+    assert agreement["vote_density"] == pytest.approx((votes >= 0).mean())
+    assert agreement["conditional_dependence"] < DEPENDENT
+    rng = np.random.default_rng(4)
+    misled = np.where(rng.random(600) < 0.6, y, 1 - y)
+    copies = [np.where(rng.random(600) < 0.9, misled, np.where(rng.random(600) < 0.6, y, 1 - y)) for _ in range(3)]
+    shared = np.stack(copies + [np.where(rng.random(600) < a, y, 1 - y) for a in (0.85, 0.8)], axis=1)
+    long_frame(shared, y).to_csv(tmp_path / "shared.csv", index=False)
+    runner = CliRunner()
+    warned = runner.invoke(app, ["audit", str(tmp_path / "shared.csv"), "-o", str(tmp_path / "o1"), "--no-neighbors"])
+    assert warned.exit_code == 0, warned.output
+    assert "annotators share errors" in warned.output
+    plain = runner.invoke(app, ["audit", str(tmp_path / "ind.csv"), "-o", str(tmp_path / "o2"), "--no-neighbors"])
+    assert plain.exit_code == 0 and "share errors" not in plain.output
+
+
 def test_stacker_learns_whom_to_trust_from_gold():
     """Three copies of a misled judge outvote one good judge; 40 gold items teach the stacker otherwise."""
     from pipeline.audit.core import _fit, stacked_proba

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..labelmodels import LABEL_MODELS, make_label_model
+from ..labelmodels.dependence import vote_density, vote_dependence
 from . import stats
 from .load import AuditData
 
@@ -262,6 +263,19 @@ def flag_items(data: AuditData, proba: np.ndarray, knn: np.ndarray | None, top: 
     return frame
 
 
+DEPENDENT = 0.05  # vote_dependence from which annotators count as sharing errors (labelmodels.auto's threshold)
+
+
+def shared_errors(votes: np.ndarray, n_classes: int) -> dict:
+    """`vote_density` and `conditional_dependence` (`vote_dependence`; NaN below half the cells voted or
+    below 4 annotators, where it cannot tell): how far the annotators are from erring independently given
+    the class, the assumption behind Dawid-Skene's estimates."""
+    density = vote_density(votes, n_classes) if votes.size else float("nan")
+    testable = density >= 0.5 and votes.shape[1] >= 4
+    return {"vote_density": density,
+            "conditional_dependence": vote_dependence(votes, n_classes) if testable else float("nan")}
+
+
 def run_audit(data: AuditData, method: str | None = None, folds: int = 5, seed: int = 0, top: int = 100,
               neighbors: bool = True, encoder: str = "default", k_neighbors: int = 10,
               orders: tuple[str, str] = ("ab", "ba"), confidence: float = 0.95, stack: bool = True,
@@ -317,7 +331,8 @@ def run_audit(data: AuditData, method: str | None = None, folds: int = 5, seed: 
         annotators[f"share_{name}"] = (votes == c).sum(axis=0) / np.maximum((votes >= 0).sum(axis=0), 1)
 
     agreement = {"fleiss_kappa": stats.fleiss_kappa(votes, k), "krippendorff_alpha": stats.krippendorff_alpha(votes),
-                 "mean_pairwise_cohen_kappa": float(np.nanmean(kappa[off])) if off.any() else float("nan")}
+                 "mean_pairwise_cohen_kappa": float(np.nanmean(kappa[off])) if off.any() else float("nan"),
+                 **shared_errors(votes, k)}
 
     pb_rows = []
     for base, a, b in stats.order_pairs(data.annotators, orders):
