@@ -64,10 +64,13 @@ def test_snorkel_mc_tempers_the_posterior_of_labelers_that_err_together():
     shared = noisy(y, 0.7)
     votes = np.stack([np.where(rng.random(n) < 0.85, shared, noisy(y, 0.7)) for _ in range(8)]
                      + [noisy(y, 0.75), noisy(y, 0.75)], axis=1)
-    tempered, plain = MatrixCompletion().fit(votes, k), MatrixCompletion(temperature=1.0).fit(votes, k)
-    assert tempered.temperature_ > 1 and plain.temperature_ == 1
-    assert nll(tempered.predict_proba(votes), y) < nll(plain.predict_proba(votes), y) - 1.0
-    np.testing.assert_array_equal(tempered.predict(votes), plain.predict(votes))
+    for tempered, plain in [(MatrixCompletion().fit(votes, k), MatrixCompletion(temperature=1.0).fit(votes, k)),
+                            (DawidSkene(temperature="auto").fit(votes, k), DawidSkene().fit(votes, k))]:
+        assert tempered.temperature_ > 1 and plain.temperature_ == 1
+        assert nll(tempered.predict_proba(votes), y) < nll(plain.predict_proba(votes), y) - 0.5
+        np.testing.assert_array_equal(tempered.predict(votes), plain.predict(votes))
+    with pytest.raises(ValueError, match="temperature"):
+        DawidSkene(temperature=-1)
 
 
 def test_snorkel_mc_keeps_the_posterior_of_independent_labelers():
@@ -89,8 +92,7 @@ def test_report_measures_labelers_against_the_posterior(name):
     assert np.abs(est - acc).max() < 0.06 and (np.diff(est) < 0).all()
     assert np.allclose(np.array(rep["labeler_confusion"]).sum(axis=2), 1)
     assert np.array(rep["model_confusion"]).shape == (6, 3, 3)
-    # independent dense labelers: T = 1 for snorkel_mc; auto picks Dawid-Skene for them (no temperature)
-    assert rep.get("temperature") == (1.0 if name == "snorkel_mc" else None)
+    assert rep["temperature"] == 1.0  # independent labelers: T = 1 (auto's search, Dawid-Skene's default)
     if name == "auto":
         assert rep["base"] == "dawid_skene" and rep["density"] > 0.5 and rep["dependence"] < 0.05
 

@@ -101,7 +101,8 @@ class AutoLabelModel(LabelModel):
     votes of the gold items), "posterior_stacker" (`PosteriorStacker`: the gold-free base posterior
     corrected by a logistic regression on the votes, shrunk toward the base) and "best_labeler"
     (`BestLabeler`). The gold seed is the user's validation data, so choosing by it is fair. `groups` (M,)
-    labeler families and `temperature` go to the snorkel_mc models (see `MatrixCompletion`).
+    labeler families go to the snorkel_mc models (see `MatrixCompletion`), `temperature` to them and, where
+    it is the base, to Dawid-Skene.
 
     Defaults by reasoning and the valid splits (benchmarks/labelmodels_valid.py gold50; 7 WRENCH/prompted
     sets, 50 valid gold items, scored on the other valid items). The class-balanced log loss is a proper
@@ -152,11 +153,13 @@ class AutoLabelModel(LabelModel):
             return PosteriorStacker(base=self.base_, base_model=gold_free)
         if name == "best_labeler":
             return BestLabeler()
-        if name == "snorkel_mc":  # the one model here with labeler families and a posterior temperature
-            temperature = self.temperature  # with gold: the gold-free model's, found once for all the fits
-            if temperature == "auto" and getattr(gold_free, "temperature_", None) is not None:
-                temperature = gold_free.temperature_
+        temperature = self.temperature  # with gold: the gold-free base's, found once for all fits of that model
+        if temperature == "auto" and name == self.base_ and gold_free is not None:
+            temperature = gold_free.temperature_
+        if name == "snorkel_mc":  # the one model here with labeler families
             return make_label_model(name, groups=self.groups, temperature=temperature)
+        if name == "dawid_skene" and self.base_ == "dawid_skene":  # tempered where it is the gold-free choice
+            return make_label_model(name, temperature=temperature)
         return make_label_model(name)
 
     def fit(self, votes, n_classes, gold=None, class_prior=None):
@@ -172,7 +175,7 @@ class AutoLabelModel(LabelModel):
         elif self.base == "auto":
             self.base_, self.diagnostics_ = gold_free_method(votes, k, self.min_density, self.max_dependence)
         labeled = np.flatnonzero(gold >= 0) if gold is not None else np.zeros(0, int)
-        gold_free = None  # the base model without labels: the posterior stacker's base, snorkel_mc's temperature
+        gold_free = None  # the base model without labels: the posterior stacker's base, the base's temperature
         if len(labeled) >= self.min_gold:
             gold_free = self._make(self.base_).fit(votes, k, class_prior=class_prior)
         self.labelers_model_ = self._make(self.base_, gold_free).fit(votes, k, gold=gold, class_prior=class_prior)
