@@ -156,7 +156,8 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
         votes = bench.votes[fit]
         gold = np.full(len(fit), -1)
         gold[np.searchsorted(fit, chosen)] = bench.gold[chosen]
-        auto = AutoLabelModel()
+        auto = AutoLabelModel(base="snorkel_mc")  # its candidates, built here one by one (the sparse sets' base)
+        auto.base_ = auto.base
         labeled = np.flatnonzero(gold >= 0)
         gold_free = make_label_model("snorkel_mc").fit(votes, k)
         split_rng = np.random.default_rng(0)
