@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..labelmodels import LABEL_MODELS, make_label_model
-from ..labelmodels.dependence import vote_density, vote_dependence
+from ..labelmodels.dependence import MAX_DEPENDENCE, independence_diagnostics
 from . import stats
 from .load import AuditData
 
@@ -263,17 +263,15 @@ def flag_items(data: AuditData, proba: np.ndarray, knn: np.ndarray | None, top: 
     return frame
 
 
-DEPENDENT = 0.05  # vote_dependence from which annotators count as sharing errors (labelmodels.auto's threshold)
+DEPENDENT = MAX_DEPENDENCE  # conditional dependence from which annotators count as sharing errors
 
 
 def shared_errors(votes: np.ndarray, n_classes: int) -> dict:
-    """`vote_density` and `conditional_dependence` (`vote_dependence`; NaN below half the cells voted or
-    below 4 annotators, where it cannot tell): how far the annotators are from erring independently given
-    the class, the assumption behind Dawid-Skene's estimates."""
-    density = vote_density(votes, n_classes) if votes.size else float("nan")
-    testable = density >= 0.5 and votes.shape[1] >= 4
-    return {"vote_density": density,
-            "conditional_dependence": vote_dependence(votes, n_classes) if testable else float("nan")}
+    """`vote_density` and `conditional_dependence` (`vote_dependence`; NaN where it cannot tell: sparse votes,
+    fewer than 4 annotators): how far the annotators are from erring independently given the class, the
+    assumption behind Dawid-Skene's estimates."""
+    found = independence_diagnostics(votes, n_classes)
+    return {"vote_density": found["density"], "conditional_dependence": found.get("dependence", float("nan"))}
 
 
 def run_audit(data: AuditData, method: str | None = None, folds: int = 5, seed: int = 0, top: int = 100,

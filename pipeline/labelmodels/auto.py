@@ -7,7 +7,7 @@ from functools import partial
 import numpy as np
 
 from .base import LabelModel, check_gold, check_n_classes, encode_votes
-from .dependence import vote_density, vote_dependence
+from .dependence import MAX_DEPENDENCE, MIN_DENSITY, independence_diagnostics
 
 SCORINGS = ("accuracy", "balanced_accuracy", "log_loss", "balanced_log_loss")
 
@@ -31,7 +31,8 @@ def cv_score(proba: np.ndarray, y: np.ndarray, scoring: str, n_classes: int) -> 
     return float(np.mean([np.mean(logp[y == c]) for c in np.unique(y)]))
 
 
-def gold_free_method(votes, n_classes: int, min_density: float = 0.5, max_dependence: float = 0.05) -> tuple[str, dict]:
+def gold_free_method(votes, n_classes: int, min_density: float = MIN_DENSITY,
+                     max_dependence: float = MAX_DEPENDENCE) -> tuple[str, dict]:
     """The label model to trust without gold, and the diagnostics it was chosen by.
 
     "dawid_skene" when most (item, labeler) cells hold a vote (`vote_density` >= min_density) and the labelers
@@ -41,11 +42,9 @@ def gold_free_method(votes, n_classes: int, min_density: float = 0.5, max_depend
     where the test cannot tell (any three labelers' pairwise covariances fit rank one). Votes (N, M) or
     (N, M, K).
     """
-    diagnostics = {"density": vote_density(votes, n_classes)}
-    if diagnostics["density"] >= min_density and np.shape(votes)[1] >= 4:
-        diagnostics["dependence"] = vote_dependence(votes, n_classes)
-        if diagnostics["dependence"] < max_dependence:
-            return "dawid_skene", diagnostics
+    diagnostics = independence_diagnostics(votes, n_classes, min_density)
+    if diagnostics.get("dependence", np.inf) < max_dependence:
+        return "dawid_skene", diagnostics
     return "snorkel_mc", diagnostics
 
 
@@ -123,7 +122,7 @@ class AutoLabelModel(LabelModel):
                                                 "posterior_stacker"),
                  min_gold: int = 20, folds: int = 5, repeats: int = 1, scoring: str = "balanced_log_loss",
                  combine: str = "select", seed: int = 0, groups=None, temperature="auto",
-                 min_density: float = 0.5, max_dependence: float = 0.05):
+                 min_density: float = MIN_DENSITY, max_dependence: float = MAX_DEPENDENCE):
         if scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got '{scoring}'")
         if combine not in {"pool", "select"}:

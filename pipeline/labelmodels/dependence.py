@@ -7,6 +7,11 @@ from scipy import linalg
 
 from .base import encode_votes
 
+# chosen on generated dense votes (benchmarks/synthetic_votes.py; BENCHMARKS.md, label models, session 10)
+MIN_DENSITY = 0.5  # below it the votes are sparse labeling functions, whose coverage confounds the test
+MIN_LABELERS = 4  # any three labelers' pairwise covariances fit rank one: the test needs four
+MAX_DEPENDENCE = 0.05  # below it, labelers count as conditionally independent given the class
+
 
 def vote_density(votes, n_classes: int) -> float:
     """Share of the (item, labeler) cells that hold a vote; votes (N, M) with -1 = abstain, or soft (N, M, K)."""
@@ -52,3 +57,12 @@ def vote_dependence(votes, n_classes: int, max_items: int = 5000, n_iter: int = 
         last = resid
         filled = np.where(off, cov, low)
     return float(((cov - low)[off] ** 2).sum()) / total
+
+
+def independence_diagnostics(votes, n_classes: int, min_density: float = MIN_DENSITY) -> dict:
+    """{"density": `vote_density`, "dependence": `vote_dependence`}; the dependence only where it can be
+    told: at least `min_density` of the cells voted and at least MIN_LABELERS labelers."""
+    out = {"density": vote_density(votes, n_classes)}
+    if out["density"] >= min_density and np.shape(votes)[1] >= MIN_LABELERS:
+        out["dependence"] = vote_dependence(votes, n_classes)
+    return out
