@@ -6,7 +6,7 @@ from functools import partial
 
 import numpy as np
 
-from .base import LabelModel, check_gold, check_n_classes, encode_votes
+from .base import LabelModel, check_gold, check_groups, check_n_classes, encode_votes
 from .dependence import MAX_DEPENDENCE, MIN_DENSITY, independence_diagnostics
 
 SCORINGS = ("accuracy", "balanced_accuracy", "log_loss", "balanced_log_loss")
@@ -169,7 +169,8 @@ class AutoLabelModel(LabelModel):
         self.n_classes_, self.n_labelers_ = k, votes.shape[1]
         self.cv_scores_, self.weights_, self.diagnostics_ = {}, {}, {}
         self.base_ = self.base
-        if self.base == "auto" and self.groups is not None and len(set(self.groups)) < len(self.groups):
+        family = check_groups(self.groups, votes.shape[1])
+        if self.base == "auto" and family is not None and np.bincount(family).max() > 1:
             self.base_ = "snorkel_mc"  # labelers named as families err together: not independent
         elif self.base == "auto":
             self.base_, self.diagnostics_ = gold_free_method(votes, k, self.min_density, self.max_dependence)

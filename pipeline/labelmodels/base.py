@@ -97,6 +97,13 @@ def check_groups(groups, n_labelers: int) -> np.ndarray | None:
     return np.array([index[g] for g in groups], dtype=np.int64)
 
 
+def check_temperature(temperature):
+    """`temperature` as given ("auto", or a positive number); a clear error otherwise."""
+    if temperature != "auto" and not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ValueError(f"temperature must be 'auto' or a positive number, got {temperature!r}")
+    return temperature
+
+
 def check_gold(gold: np.ndarray | None, n_items: int, n_classes: int) -> np.ndarray | None:
     """(N,) int gold labels with -1 = unknown, or None when there are none."""
     if gold is None:

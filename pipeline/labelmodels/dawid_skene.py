@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import LabelModel, class_counts, coverage, encode_votes, log_joint, softmax_rows
+from .base import LabelModel, check_temperature, class_counts, coverage, encode_votes, log_joint, softmax_rows
 from .snorkel_mc import MatrixCompletion, heldout_vote_temperature
 
 
@@ -38,9 +38,7 @@ class DawidSkene(LabelModel):
         if init not in {"majority", "snorkel_mc"}:
             raise ValueError(f"init must be 'majority' or 'snorkel_mc', got '{init}'")
         self.init = init
-        if temperature != "auto" and not (isinstance(temperature, (int, float)) and temperature > 0):
-            raise ValueError(f"temperature must be 'auto' or a positive number, got {temperature!r}")
-        self.temperature = temperature
+        self.temperature = check_temperature(temperature)
         if abstain not in {"model", "ignore"}:
             raise ValueError(f"abstain must be 'model' or 'ignore', got '{abstain}'")
         if smoothing < 0 or diagonal < 0 or gold_weight < 0 or prior_smoothing < 0:

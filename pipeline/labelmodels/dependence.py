@@ -46,17 +46,15 @@ def vote_dependence(votes, n_classes: int, max_items: int = 5000, n_iter: int = 
     if total <= 0:
         return 0.0
     rank = max(n_classes - 1, 1)
-    filled, low, last = np.where(off, cov, 0.0), np.zeros_like(cov), np.inf
+    filled, resid = np.where(off, cov, 0.0), np.inf
     for _ in range(n_iter):
         w, v = linalg.eigh(filled, subset_by_index=[mk - rank, mk - 1])  # the top `rank` eigenpairs
-        w = np.maximum(w, 0.0)  # the independent part is positive semi-definite
-        low = (v * w) @ v.T
-        resid = float(((cov - low)[off] ** 2).sum()) / total
+        low = (v * np.maximum(w, 0.0)) @ v.T  # the independent part is positive semi-definite
+        last, resid = resid, float(((cov - low)[off] ** 2).sum()) / total
         if last - resid < tol:
             break
-        last = resid
         filled = np.where(off, cov, low)
-    return float(((cov - low)[off] ** 2).sum()) / total
+    return resid
 
 
 def independence_diagnostics(votes, n_classes: int, min_density: float = MIN_DENSITY) -> dict:

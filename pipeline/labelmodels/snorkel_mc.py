@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, sparse
 
-from .base import LabelModel, check_groups, class_counts, encode_votes, log_joint, softmax_rows
+from .base import (
+    LabelModel,
+    check_groups,
+    check_temperature,
+    class_counts,
+    encode_votes,
+    log_joint,
+    softmax_rows,
+)
 
 
 class MatrixCompletion(LabelModel):
@@ -61,9 +69,7 @@ class MatrixCompletion(LabelModel):
             raise ValueError(f"penalty must be 'absolute' or 'relative', got '{penalty}'")
         self.penalty = penalty
         self.groups = groups
-        if temperature != "auto" and not (isinstance(temperature, (int, float)) and temperature > 0):
-            raise ValueError(f"temperature must be 'auto' or a positive number, got {temperature!r}")
-        self.temperature = temperature
+        self.temperature = check_temperature(temperature)
         if abstain not in {"model", "ignore", "rates"}:
             raise ValueError(f"abstain must be 'model', 'ignore' or 'rates', got '{abstain}'")
         if prior not in {"em", "uniform"}:
