@@ -389,6 +389,7 @@ def main(argv: list[str] | None = None) -> dict:
     names = [n for n in names if n != "none"] + [f"synthetic/dense-{i}" for i in range(args.synthetic)]
     names += [f"synthetic/independent-{i}" for i in range(args.independent)]
     seeds = 1 if args.smoke else args.seeds
+    only = args.methods.split(",") if args.methods else None
     rows = []
     for name in names:
         bench = load(name, root)
@@ -396,7 +397,6 @@ def main(argv: list[str] | None = None) -> dict:
             bench.fit = bench.fit[:400]
         if not args.groups:
             bench.groups = None
-        only = args.methods.split(",") if args.methods else None
         rows += evaluate(bench, seeds, lambda s: print(s, flush=True), only)
     out = {"results": rows, "default_method": DEFAULT_METHOD, "seeds": seeds,
            "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip()}
