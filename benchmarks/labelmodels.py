@@ -137,6 +137,19 @@ def score(y: np.ndarray, pred: np.ndarray, positive: int | None) -> float:
     return float(2 * tp / denom) if denom else 0.0
 
 
+def paired_bootstrap(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, positive: int | None,
+                     n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of score(a) - score(b) over `n_boot` resamples of the scored items (y, pred_a,
+    pred_b: (N,)); the same resample for both methods, so their shared hits and misses cancel."""
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(n_boot)
+    for b in range(n_boot):
+        i = rng.integers(0, len(y), len(y))
+        diffs[b] = score(y[i], pred_a[i], positive) - score(y[i], pred_b[i], positive)
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def with_prior_rule(pred: np.ndarray, votes: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """Items nobody covers get the most frequent class of the method's estimated prior."""
     return np.where((votes >= 0).any(axis=1), pred, int(np.argmax(prior)))
@@ -278,8 +291,10 @@ def split_for_seed(bench: Bench, seed: int | None):
     return fit, gold, scored
 
 
-def evaluate(bench: Bench, seeds: int, log, only: list[str] | None = None) -> list[dict]:
-    rows = []
+def evaluate(bench: Bench, seeds: int, log, only: list[str] | None = None) -> tuple[list[dict], list[dict]]:
+    """(result rows, comparisons): at gold 0, ours:default against each anchor on the same scored items,
+    with the paired-bootstrap 95% interval of the score difference."""
+    rows, comparisons = [], []
     metric = "f1" if bench.positive is not None else "accuracy"
     cache: dict = {}
     plan = [(0, [None])] + ([(GOLD_SEED, list(range(seeds)))] if seeds else [])
@@ -288,6 +303,7 @@ def evaluate(bench: Bench, seeds: int, log, only: list[str] | None = None) -> li
         for draw in draws:
             fit, gold, scored = split_for_seed(bench, draw)
             vf, vs, ys = bench.votes[fit], bench.votes[scored], bench.gold[scored]
+            preds = {}
             for name, run in methods(bench.groups).items():
                 if only and not any(name.startswith(o) for o in only):
                     continue
@@ -302,18 +318,48 @@ def evaluate(bench: Bench, seeds: int, log, only: list[str] | None = None) -> li
                                        bench.n_classes, bench.votes)
                     secs = time.perf_counter() - start
                     cache[name] = (pred_all, secs)
-                pred = pred_all[scored]
+                pred = preds[name] = pred_all[scored]
                 acc.setdefault(name, []).append((score(ys, pred, bench.positive), secs))
             start = time.perf_counter()
             pred = best_single(bench, vf, gold, vs, ys, choose_on_test=draw is None)
             acc.setdefault("anchor:best_single", []).append((score(ys, pred, bench.positive),
                                                              time.perf_counter() - start))
+            if draw is None and "ours:default" in preds:
+                comparisons += compare(bench, ys, preds)
         for name, vals in acc.items():
             s, t = np.mean([v[0] for v in vals]), np.mean([v[1] for v in vals])
             rows.append({"dataset": bench.name, "method": name, "gold_seed": gold_seed, "metric": metric,
                          "score": round(float(s), 4), "fit_seconds": round(float(t), 4)})
             log(f"{bench.name:22s} gold={gold_seed:2d} {name:26s} {metric}={s:.4f} fit={t:.3f}s")
-    return rows
+    return rows, comparisons
+
+
+def compare(bench: Bench, ys: np.ndarray, preds: dict) -> list[dict]:
+    """ours:default minus each anchor that ran (predictions on the same scored items `ys`)."""
+    ours = preds["ours:default"]
+    out = []
+    for name in (n for n in preds if n in ANCHORS):
+        diff = score(ys, ours, bench.positive) - score(ys, preds[name], bench.positive)
+        low, high = paired_bootstrap(ys, ours, preds[name], bench.positive)
+        out.append({"dataset": bench.name, "gold_seed": 0, "method": "ours:default", "versus": name,
+                    "difference": round(diff, 4), "ci95": [round(low, 4), round(high, 4)]})
+    return out
+
+
+def significance(comparisons: list[dict], rows: list[dict]) -> str:
+    """Per data set: ours:default minus the best anchor at gold 0, with its paired-bootstrap 95% interval."""
+    lines = []
+    for d in dict.fromkeys(c["dataset"] for c in comparisons):
+        best = max((r for r in rows if r["dataset"] == d and r["gold_seed"] == 0 and r["method"] in ANCHORS),
+                   key=lambda r: r["score"], default=None)
+        c = next((c for c in comparisons if c["dataset"] == d and best and c["versus"] == best["method"]), None)
+        if c:
+            lo, hi = c["ci95"]
+            verdict = ("same hits" if lo == hi == 0 else "better" if lo > 0 else "worse" if hi < 0
+                       else "inside the noise")
+            lines.append(f"gold  0 {d:22s} ours:default - {c['versus']:22s} {c['difference']:+.4f} "
+                         f"[{lo:+.4f}, {hi:+.4f}] {verdict}")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -371,10 +417,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if args.merge:
         parts = [json.loads(Path(p).read_text()) for p in args.merge]
-        out = {**parts[0], "results": [r for p in parts for r in p["results"]]}
+        out = {**parts[0], "results": [r for p in parts for r in p["results"]],
+               "comparisons": [c for p in parts for c in p.get("comparisons", [])]}
         Path(args.json).write_text(json.dumps(out, indent=1))
-        print(table(out["results"]))
-        print(versus_best_anchor(out["results"]))
+        report(out)
         return out
     try:
         import torch
@@ -390,20 +436,26 @@ def main(argv: list[str] | None = None) -> dict:
     names += [f"synthetic/independent-{i}" for i in range(args.independent)]
     seeds = 1 if args.smoke else args.seeds
     only = args.methods.split(",") if args.methods else None
-    rows = []
+    rows, comparisons = [], []
     for name in names:
         bench = load(name, root)
         if args.smoke:  # a 400-item fit set keeps the smoke run to seconds
             bench.fit = bench.fit[:400]
         if not args.groups:
             bench.groups = None
-        rows += evaluate(bench, seeds, lambda s: print(s, flush=True), only)
-    out = {"results": rows, "default_method": DEFAULT_METHOD, "seeds": seeds,
+        found, compared = evaluate(bench, seeds, lambda s: print(s, flush=True), only)
+        rows, comparisons = rows + found, comparisons + compared
+    out = {"results": rows, "comparisons": comparisons, "default_method": DEFAULT_METHOD, "seeds": seeds,
            "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip()}
     Path(args.json).write_text(json.dumps(out, indent=1))
-    print(table(rows))
-    print(versus_best_anchor(rows))
+    report(out)
     return out
+
+
+def report(out: dict) -> None:
+    print(table(out["results"]))
+    print(versus_best_anchor(out["results"]))
+    print(significance(out["comparisons"], out["results"]))
 
 
 if __name__ == "__main__":

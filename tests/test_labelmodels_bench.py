@@ -23,3 +23,24 @@ def test_benchmark_smoke(tmp_path):
     for r in rows:
         assert set(r) == {"dataset", "method", "gold_seed", "metric", "score", "fit_seconds"}
         assert r["dataset"] == "wrench/youtube" and r["metric"] == "accuracy" and 0 <= r["score"] <= 1
+    comparisons = json.loads(Path(out).read_text())["comparisons"]
+    assert {c["versus"] for c in comparisons} == {"anchor:snorkel", "anchor:snorkel_mv", "anchor:crowdkit_ds",
+                                                  "anchor:crowdkit_glad"}
+    for c in comparisons:
+        low, high = c["ci95"]
+        assert low <= c["difference"] <= high
+
+
+def test_paired_bootstrap_interval():
+    import numpy as np
+
+    bench = load_benchmark("labelmodels")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    same = np.where(rng.random(400) < 0.8, y, 1 - y)
+    assert bench.paired_bootstrap(y, same, same, None) == (0.0, 0.0)  # identical predictions: no difference
+    better = np.where(rng.random(400) < 0.5, y, same)  # fixes about half of `same`'s mistakes
+    low, high = bench.paired_bootstrap(y, better, same, None)
+    assert 0 < low < bench.score(y, better, None) - bench.score(y, same, None) < high
+    low, high = bench.paired_bootstrap(y, same, better, 1)  # F1 of class 1, reversed order
+    assert high < 0
