@@ -164,6 +164,9 @@ def main() -> None:
                          "`timing` list")
     ap.add_argument("--full-timing-datasets", nargs="+", default=["trec"], choices=DATASETS)
     ap.add_argument("--skip-grid", action="store_true", help="only the --full-timing measurement")
+    ap.add_argument("--mixed-precision", nargs="+", default=["auto"], choices=["auto", "no", "bf16", "fp16"],
+                    help="train.mixed_precision (auto: bf16 on a GPU that has it); the grid uses the first, "
+                         "--full-timing times each dataset once per setting, in this order, in one process")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (head training always uses 1)")
     args = ap.parse_args()
 
@@ -247,6 +250,7 @@ def main() -> None:
                           entity_pooling=args.entity_pooling,
                           loss=loss, epochs=args.epochs, loss_search=args.loss_search,
                           head_epochs=args.head_epochs, batch_size=args.batch_size, max_length=args.max_length,
+                          mixed_precision=args.mixed_precision[0],
                           valid_labels=args.valid,
                           **({"select_by": args.select_by} if args.select_by else {}))
         start = time.perf_counter()
@@ -286,10 +290,11 @@ def main() -> None:
               flush=True)
         Path(args.json).write_text(json.dumps({"results": results, "config": vars(args),
                                                "embed_seconds": embed_seconds}, indent=1))
-    for name in args.full_timing_datasets if args.full_timing else []:
-        timing.append(time_full_epoch(name, data[name], args))
+    for name, precision in [(n, p) for n in args.full_timing_datasets for p in args.mixed_precision
+                            ] if args.full_timing else []:
+        timing.append(time_full_epoch(name, data[name], args, precision))
         t = timing[-1]
-        print(f"[{name}] full fine-tuning: {t['seconds_measured']:.1f}s for {t['items_timed']} items -> "
+        print(f"[{name}] full fine-tuning ({precision}): {t['seconds_measured']:.1f}s for {t['items_timed']} items -> "
               f"{t['seconds_per_epoch']:.0f}s per epoch of {t['train_items']} items"
               f"{' (extrapolated)' if t['extrapolated'] else ''}", flush=True)
         Path(args.json).write_text(json.dumps({"results": results, "timing": timing, "config": vars(args),
@@ -304,21 +309,30 @@ def _chosen_valid(clf) -> dict:
             "valid_nll": record.get("valid_nll", float("nan"))}
 
 
-def time_full_epoch(name: str, d: dict, args) -> dict:
+def time_full_epoch(name: str, d: dict, args, precision: str = "auto") -> dict:
     """Seconds of one full fine-tuning epoch over the train split, measured on `args.full_timing` random
-    covered train items (seed 0, no valid scoring) and scaled linearly to the whole split."""
-    from pipeline.train import fine_tune
+    covered train items (seed 0, no valid scoring, `train.mixed_precision` = precision) and scaled linearly to
+    the whole split; with the peak GPU memory and the test accuracy after that one epoch."""
+    import torch
+
+    from pipeline.train import fine_tune, predict_logits
 
     covered = np.flatnonzero(d["train"]["weights"] > 0)
     n = min(args.full_timing, len(covered))
     pick = np.sort(np.random.default_rng(0).choice(covered, n, replace=False))
     cfg = TrainConfig(model=args.model, mode="full", loss="ce", epochs=1, batch_size=args.batch_size,
-                      max_length=args.max_length)
+                      max_length=args.max_length, mixed_precision=precision)
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     clf = fine_tune([d["train"]["texts"][i] for i in pick], d["train"]["targets"][pick],
                     d["train"]["weights"][pick], d["classes"], cfg, seed=0, progress=False)
-    return {"dataset": name, "mode": "full", "loss": "ce", "items_timed": int(n), "train_items": len(covered),
-            "seconds_measured": clf.seconds_per_epoch,
-            "seconds_per_epoch": clf.seconds_per_epoch * len(covered) / n, "extrapolated": n < len(covered)}
+    pred = predict_logits(clf, d["test"]["texts"], batch_size=128, progress=False).argmax(axis=1)
+    return {"dataset": name, "mode": "full", "loss": "ce", "mixed_precision": precision, "items_timed": int(n),
+            "train_items": len(covered), "seconds_measured": clf.seconds_per_epoch,
+            "seconds_per_epoch": clf.seconds_per_epoch * len(covered) / n, "extrapolated": n < len(covered),
+            "train_loss": clf.history[-1]["train_loss"], "test_accuracy": float(np.mean(pred == d["test"]["gold"])),
+            "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
 
 
 def print_table(results: list[dict]) -> None:

@@ -170,7 +170,7 @@ def test_full_mode_fine_tunes_the_encoder_under_the_entity_head(tmp_path):
     assert clf.model.config.entity_markers is not None and clf.model.head.classifier.in_features == 5 * 384
     fresh, _ = load_classifier("default", ["tool", "food"], "full", entity_pooling=True)
     moved = [name for name, p in clf.model.encoder.named_parameters()
-             if not torch.equal(p, dict(fresh.encoder.named_parameters())[name])]
+             if not torch.equal(p.cpu(), dict(fresh.encoder.named_parameters())[name])]
     assert moved and not any(name.startswith("pooler.") for name in moved)  # fine-tuned; its unused pooler frozen
     assert not any(p.requires_grad for p in clf.model.encoder.pooler.parameters())
     save_classifier(clf, tmp_path / "model")

@@ -270,3 +270,15 @@ def test_mixed_precision_bf16_on_cpu_after_a_full_precision_run():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="fp16 needs a GPU"):
             fine_tune(TEXTS, targets, np.ones(len(Y)), CLASSES, _head_cfg(mixed_precision="fp16"), progress=False)
+
+
+@pytest.mark.parametrize("mode", ["head", "full"])
+def test_bf16_trained_model_predicts_like_its_saved_copy(tmp_path, mode):
+    """accelerate wraps the trained module's forward in autocast; the returned classifier must predict (and be
+    calibrated) in fp32 like its saved copy. Found on an H200, where bf16 is the default; a CPU runs bf16 too."""
+    cfg = TrainConfig(mode=mode, epochs=1, head_epochs=3, max_length=32, batch_size=4, mixed_precision="bf16")
+    clf = fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, cfg, valid_texts=VALID, valid_labels=VALID_Y,
+                    seed=0, progress=False)
+    save_classifier(clf, tmp_path / "model")
+    np.testing.assert_allclose(predict_logits(load_trained(tmp_path / "model"), VALID, progress=False),
+                               predict_logits(clf, VALID, progress=False), atol=1e-5)
