@@ -32,6 +32,7 @@ import hashlib
 import json
 import sys
 import time
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -290,8 +291,7 @@ def main() -> None:
               flush=True)
         Path(args.json).write_text(json.dumps({"results": results, "config": vars(args),
                                                "embed_seconds": embed_seconds}, indent=1))
-    for name, precision in [(n, p) for n in args.full_timing_datasets for p in args.mixed_precision
-                            ] if args.full_timing else []:
+    for name, precision in product(args.full_timing_datasets if args.full_timing else [], args.mixed_precision):
         timing.append(time_full_epoch(name, data[name], args, precision))
         t = timing[-1]
         print(f"[{name}] full fine-tuning ({precision}): {t['seconds_measured']:.1f}s for {t['items_timed']} items -> "

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import load_benchmark, require_shared
 
@@ -32,8 +33,6 @@ def test_benchmark_smoke(tmp_path):
 
 
 def test_paired_bootstrap_interval():
-    import numpy as np
-
     bench = load_benchmark("labelmodels")
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)
