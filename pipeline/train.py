@@ -39,7 +39,7 @@ from .config import TrainConfig
 from .data import ENTITY_MARKERS, has_entity_markers
 from .errors import LabelpipeError
 from .losses import coteaching_select, make_loss, weighted_mean
-from .models import resolve_encoder, sentence_pooling
+from .models import resolve_encoder, sentence_pooling, torch_device
 
 MODEL_META = "labelpipe.json"
 log = logging.getLogger("labelpipe")
@@ -518,8 +518,9 @@ def save_classifier(clf: TrainedClassifier, path: Path, extra: dict | None = Non
     (path / MODEL_META).write_text(json.dumps(meta, indent=2))
 
 
-def load_trained(path: Path) -> TrainedClassifier:
-    """A classifier saved by `save_classifier` (a run folder's `model/`)."""
+def load_trained(path: Path, device: str | None = None) -> TrainedClassifier:
+    """A classifier saved by `save_classifier` (a run folder's `model/`), on `device` (default: the GPU if there
+    is one, else the CPU)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .pooled_model import PooledEncoderConfig, PooledEncoderForSequenceClassification
@@ -541,7 +542,7 @@ def load_trained(path: Path) -> TrainedClassifier:
         model = PooledEncoderForSequenceClassification.from_pretrained(path)  # our code, not the folder's copy
     else:
         model = AutoModelForSequenceClassification.from_pretrained(path)
-    model.eval()
+    model.to(device or torch_device()).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, config=model.config)  # no second look at config.json's auto_map
     vector = meta.get("calibration") == "vector"
     return TrainedClassifier(model, tokenizer, classes=list(meta["classes"]),

@@ -9,7 +9,7 @@ from pipeline.calibration import scaled_proba
 from pipeline.config import TrainConfig, parse_config
 from pipeline.errors import ConfigError
 from pipeline.losses import coteaching_select, make_loss
-from pipeline.models import sentence_pooling
+from pipeline.models import sentence_pooling, torch_device
 from pipeline.train import (
     encoder_states,
     fine_tune,
@@ -280,5 +280,9 @@ def test_bf16_trained_model_predicts_like_its_saved_copy(tmp_path, mode):
     clf = fine_tune(TEXTS, np.eye(3)[Y], np.ones(len(Y)), CLASSES, cfg, valid_texts=VALID, valid_labels=VALID_Y,
                     seed=0, progress=False)
     save_classifier(clf, tmp_path / "model")
-    np.testing.assert_allclose(predict_logits(load_trained(tmp_path / "model"), VALID, progress=False),
+    back = load_trained(tmp_path / "model")  # on the GPU where there is one, like the trained model
+    assert next(back.model.parameters()).device.type == next(clf.model.parameters()).device.type == torch_device()
+    np.testing.assert_allclose(predict_logits(back, VALID, progress=False),
                                predict_logits(clf, VALID, progress=False), atol=1e-5)
+    on_cpu = load_trained(tmp_path / "model", device="cpu")
+    assert next(on_cpu.model.parameters()).device.type == "cpu"
