@@ -182,7 +182,7 @@ def head_features(cfg: TrainConfig, classes: list[str], texts: list[str], valid_
     """Head mode's frozen-encoder states (`encoder_states`) of the train texts (N, P) and the valid texts (Nv, P)
     (None without them): one encoder pass, to share between the trainings of a search or of a two-step loss."""
     model, tokenizer = load_classifier(cfg.model, classes, "head", cfg.pooling, uses_entity_pooling(cfg, texts))
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(torch_device())
     batch = cfg.batch_size * 2
     return (encoder_states(model, tokenizer, texts, batch, cfg.max_length, progress, cache_dir),
             None if valid_texts is None else encoder_states(model, tokenizer, valid_texts, batch, cfg.max_length,
