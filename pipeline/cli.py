@@ -100,7 +100,7 @@ def audit(file: Path = typer.Argument(..., help="Annotations: CSV / TSV / JSONL 
           seed: int = typer.Option(0, help="Seed (cross-fitting folds, label model).")) -> None:
     """Audit annotations (LLM judges, LLM annotators): reliability, flagged items, corrected estimates."""
     from .audit import attach_gold, load_annotations, run_audit, write_audit
-    from .audit.core import DEPENDENT
+    from .labelmodels.dependence import MAX_DEPENDENCE
 
     try:
         data = load_annotations(file, item_col=item_col, annotator_col=annotator_col, label_col=label_col,
@@ -122,8 +122,8 @@ def audit(file: Path = typer.Argument(..., help="Annotations: CSV / TSV / JSONL 
                   f"{s['method']}; Fleiss kappa {s['agreement']['fleiss_kappa']:.3f}, Krippendorff alpha "
                   f"{s['agreement']['krippendorff_alpha']:.3f}", highlight=False, soft_wrap=True)
     dependence = s["agreement"]["conditional_dependence"]
-    if s["method"] == "dawid_skene" and dependence >= DEPENDENT:
-        console.print(f"annotators share errors (conditional dependence {dependence:.3f} >= {DEPENDENT}): "
+    if s["method"] == "dawid_skene" and dependence >= MAX_DEPENDENCE:
+        console.print(f"annotators share errors (conditional dependence {dependence:.3f} >= {MAX_DEPENDENCE}): "
                       "dawid_skene's gold-free estimates over-trust annotators that agree; --method snorkel_mc "
                       "holds up better there (BENCHMARKS.md), gold labels best", highlight=False, soft_wrap=True)
     table = result.annotators.sort_values("corrected_accuracy" if s["gold_items"] >= 3 else "estimated_accuracy",

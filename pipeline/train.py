@@ -406,9 +406,9 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
         _epochs()
     finally:
         torch.set_num_threads(threads)
-    for net in nets:  # without accelerate's autocast wrapper, so that the returned model predicts (and is
-        accelerator.unwrap_model(net, keep_fp32_wrapper=False)  # calibrated) in fp32, as its saved copy does
-    final = accelerator.unwrap_model(nets[0])
+    # without accelerate's autocast wrapper, so that the returned model predicts (and is calibrated) in fp32,
+    # as its saved copy does
+    final = [accelerator.unwrap_model(net, keep_fp32_wrapper=False) for net in nets][0]
     if best_state is not None:
         final.load_state_dict(best_state)
     result.model = model.float().eval()

@@ -280,13 +280,13 @@ def test_cli_audit_writes_folder_and_errors_cleanly(tmp_path):
 def test_audit_measures_whether_annotators_share_errors(tmp_path):
     """Independent annotators: conditional dependence near 0, no warning. A family of judges that copy one
     misled judge: above the threshold, and the CLI warns that Dawid-Skene over-trusts them."""
-    from pipeline.audit.core import DEPENDENT
+    from pipeline.labelmodels.dependence import MAX_DEPENDENCE
 
     y, votes = simulate(n=600, seed=3)
     long_frame(votes, y).to_csv(tmp_path / "ind.csv", index=False)
     agreement = run_audit(load_annotations(tmp_path / "ind.csv"), neighbors=False).agreement
     assert agreement["vote_density"] == pytest.approx((votes >= 0).mean())
-    assert agreement["conditional_dependence"] < DEPENDENT
+    assert agreement["conditional_dependence"] < MAX_DEPENDENCE
     rng = np.random.default_rng(4)
     misled = np.where(rng.random(600) < 0.6, y, 1 - y)
     copies = [np.where(rng.random(600) < 0.9, misled, np.where(rng.random(600) < 0.6, y, 1 - y)) for _ in range(3)]

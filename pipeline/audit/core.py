@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..labelmodels import LABEL_MODELS, make_label_model
-from ..labelmodels.dependence import MAX_DEPENDENCE, independence_diagnostics
+from ..labelmodels.dependence import independence_diagnostics
 from . import stats
 from .load import AuditData
 
@@ -261,9 +261,6 @@ def flag_items(data: AuditData, proba: np.ndarray, knn: np.ndarray | None, top: 
     if data.text is not None:
         frame["text"] = [data.text[i][:300] for i in order]
     return frame
-
-
-DEPENDENT = MAX_DEPENDENCE  # conditional dependence from which annotators count as sharing errors
 
 
 def shared_errors(votes: np.ndarray, n_classes: int) -> dict:
