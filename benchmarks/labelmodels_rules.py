@@ -7,8 +7,9 @@ For each generated set (benchmarks/synthetic_votes.py, 1500 items) and each draw
 100..), every rule (combine x scoring x CV repeats) fits `AutoLabelModel` with that gold and is scored on the
 other items. Prints the mean accuracy of each rule and its paired wins / losses against the shipped default
 (select, balanced_log_loss, 1 repeat). A rule may name the base model as a fourth part
-("select-balanced_log_loss-r1-snorkel_mc"; default: auto's own choice). `--independent` uses the generated
-sets without labeler families (synthetic_votes.generate_independent). The WRENCH/prompted counterpart is
+("select-balanced_log_loss-r1-snorkel_mc"; default: auto's own choice) and the one-standard-error rule's width
+("select-balanced_log_loss-r1-se0": pick the best CV score outright; default 1). `--independent` uses the
+generated sets without labeler families (synthetic_votes.generate_independent). The WRENCH/prompted counterpart is
 `labelmodels_valid.py gold50`.
 """
 
@@ -39,8 +40,14 @@ RULES = [f"{c}-{s}-r{r}" for c in ("select", "pool") for s in ("balanced_log_los
 
 
 def rule_params(rule: str) -> dict:
-    combine, scoring, repeats, *base = rule.split("-")
-    return {"combine": combine, "scoring": scoring, "repeats": int(repeats[1:]), **({"base": base[0]} if base else {})}
+    combine, scoring, repeats, *rest = rule.split("-")
+    params = {"combine": combine, "scoring": scoring, "repeats": int(repeats[1:])}
+    for part in rest:
+        if part.startswith("se"):
+            params["min_gain_se"] = float(part[2:])
+        else:
+            params["base"] = part
+    return params
 
 
 def main(argv: list[str] | None = None) -> dict:

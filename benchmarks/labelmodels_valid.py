@@ -12,7 +12,8 @@ e.g. anchor:snorkel or anchor:crowdkit_glad). gold50: for each of `--seeds` draw
 valid items, and its repeated-CV out-of-fold posteriors on the 50 are kept; each selection rule
 (scoring x repeats x candidate set) then picks a candidate per draw, and its valid score is reported;
 "pool/<scoring>" mixes the C1 candidates with weights fitted on their out-of-fold posteriors (one repeat);
-"auto_default" is AutoLabelModel() as shipped (= balanced_log_loss/r1/C1). estimates: each variant fitted as in
+"auto_default" is AutoLabelModel() as shipped (= balanced_log_loss/r1/C1, keeping the gold-free base unless a
+candidate beats it by one standard error), "auto:min_gain_se=0" the same without that rule. estimates: each variant fitted as in
 gold0; the mean absolute difference between its reported labeler accuracies (`report`) and each labeler's
 accuracy measured on the valid items it votes on (labelers with >= 20 votes). calibration: each variant fitted
 as in gold0; ECE, NLL and accuracy of its posterior on the valid items some labeler covers. In gold0, estimates
@@ -147,7 +148,8 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
     picks: dict[str, list[float]] = {r: [] for r in RULES}
     chosen_names: dict[str, list[str]] = {r: [] for r in RULES}
     cand_scores: dict[str, list[float]] = {c: [] for c in CANDIDATES}
-    auto_scores: list[float] = []
+    shipped_variants = {"auto_default": AutoLabelModel, "auto:min_gain_se=0": partial(AutoLabelModel, min_gain_se=0.0)}
+    auto_scores: dict[str, list[float]] = {v: [] for v in shipped_variants}
     for draw in range(seeds):
         rng = np.random.default_rng(100 + draw)
         chosen = rng.choice(bench.pool, size=50, replace=False)
@@ -173,10 +175,12 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
                 fproba[c], fprior[c] = model.predict_proba(vr), np.asarray(model.class_prior_)
                 cand_scores[c].append(final[c])
                 oof[c] = held_out_posteriors(partial(make, auto, c, gold_free), votes, k, gold, splits)
-            shipped = AutoLabelModel().fit(votes, k, gold=gold)  # the default itself
             vr = bench.votes[rest]
-            auto_scores.append(score(bench.gold[rest], with_prior_rule(shipped.predict(vr), vr, shipped.class_prior_),
-                                     bench.positive))
+            for variant, make_auto in shipped_variants.items():  # the default itself, and without its SE rule
+                shipped = make_auto().fit(votes, k, gold=gold)
+                auto_scores[variant].append(score(bench.gold[rest], with_prior_rule(shipped.predict(vr), vr,
+                                                                                    shipped.class_prior_),
+                                                  bench.positive))
         for rule, (scoring, reps, cands) in RULES.items():
             cv = {c: np.mean([cv_score(p, gold[labeled], scoring, k) for p in oof[c][:reps]]) for c in cands}
             best = max(cands, key=lambda c: (cv[c], -cands.index(c)))
@@ -190,7 +194,7 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
             picks.setdefault(f"pool/{scoring}", []).append(
                 score(bench.gold[rest], with_prior_rule(proba.argmax(axis=1), vr, prior), bench.positive))
             chosen_names.setdefault(f"pool/{scoring}", []).append(" ".join(f"{x:.2f}" for x in w))
-    return {"rules": {r: float(np.mean(v)) for r, v in picks.items()}, "auto_default": float(np.mean(auto_scores)),
+    return {"rules": {r: float(np.mean(v)) for r, v in picks.items()}, **{v: float(np.mean(x)) for v, x in auto_scores.items()},
             "picked": chosen_names, "candidates": {c: float(np.mean(v)) for c, v in cand_scores.items()}}
 
 

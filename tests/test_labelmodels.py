@@ -5,7 +5,7 @@ import pytest
 from conftest import load_benchmark
 
 from pipeline.labelmodels import LABEL_MODELS, AutoLabelModel, DawidSkene, MatrixCompletion, make_label_model
-from pipeline.labelmodels.auto import cv_score
+from pipeline.labelmodels.auto import beats_by_se, cv_item_scores, cv_score
 from pipeline.labelmodels.supervised import BestLabeler, PosteriorStacker, VoteStacker
 
 NAMES = sorted(LABEL_MODELS)
@@ -195,6 +195,50 @@ def test_cv_score_balanced_scores_do_not_reward_the_majority_class():
     assert cv_score(np.tile([1.0, 0.0], (50, 1)), y, "log_loss", 2) == pytest.approx(0.1 * np.log(0.01))
     with pytest.raises(ValueError, match="scoring"):
         AutoLabelModel(scoring="f1")
+
+
+def test_cv_item_scores_average_to_the_cv_score():
+    rng = np.random.default_rng(0)
+    y = rng.choice(3, 40, p=[0.6, 0.3, 0.1])
+    proba = rng.dirichlet(np.ones(3), 40)
+    for scoring in ("accuracy", "balanced_accuracy", "log_loss", "balanced_log_loss"):
+        items = cv_item_scores(proba, y, scoring, 3)
+        assert items.shape == (40,)
+        assert items.mean() == pytest.approx(cv_score(proba, y, scoring, 3)), scoring
+    # explicit: balanced accuracy is the mean recall over the classes present
+    pred = proba.argmax(axis=1)
+    recalls = [np.mean(pred[y == c] == c) for c in np.unique(y)]
+    assert cv_score(proba, y, "balanced_accuracy", 3) == pytest.approx(np.mean(recalls))
+
+
+def test_beats_by_se_is_the_paired_one_standard_error_rule():
+    base = np.zeros(50)
+    small = np.r_[np.full(26, 1.0), np.full(24, -1.0)]  # mean 0.04, SE about 0.14
+    assert not beats_by_se(small, base, 1.0) and beats_by_se(small, base, 0.0)
+    clear = np.r_[np.full(40, 1.0), np.full(10, -1.0)]  # mean 0.6, SE about 0.11
+    assert beats_by_se(clear, base, 1.0) and not beats_by_se(clear, base, 10.0)
+    assert not beats_by_se(base, base, 0.0)  # no gain, no switch
+
+
+def test_auto_keeps_the_gold_free_base_unless_the_gold_clearly_prefers_another():
+    # independent labelers: Dawid-Skene, the gold-free base, is the right model; on 50 gold items snorkel_mc's
+    # CV score is a hair better (-0.319 vs -0.324), far inside the noise, and it predicts worse
+    votes, y, _ = generate(n=1500, seed=5)
+    gold = np.full(len(y), -1)
+    gold[:50] = y[:50]
+    kept = AutoLabelModel().fit(votes, 3, gold=gold)
+    outright = AutoLabelModel(min_gain_se=0.0).fit(votes, 3, gold=gold)
+    assert kept.base_ == kept.selected_ == "dawid_skene"
+    assert outright.selected_ == max(outright.cv_scores_, key=outright.cv_scores_.get) == "snorkel_mc"
+    assert (kept.predict(votes[50:]) == y[50:]).mean() > (outright.predict(votes[50:]) == y[50:]).mean()
+    assert AutoLabelModel(min_gain_se=np.inf).fit(votes, 3, gold=gold).selected_ == "dawid_skene"
+    # colluding labelers: the gold clearly overrules the gold-free base, so the rule lets the switch happen
+    votes, y, rng = colluding_labelers()
+    gold = np.full(len(y), -1)
+    gold[:60] = y[:60]
+    switched = AutoLabelModel().fit(votes, 2, gold=gold)
+    assert switched.selected_ != switched.base_
+    assert (switched.predict(votes[60:]) == y[60:]).mean() > 0.8
 
 
 def test_posterior_stacker_corrects_the_gold_free_model_toward_the_gold():

@@ -12,6 +12,19 @@ from .dependence import MAX_DEPENDENCE, MIN_DENSITY, independence_diagnostics
 SCORINGS = ("accuracy", "balanced_accuracy", "log_loss", "balanced_log_loss")
 
 
+def cv_item_scores(proba: np.ndarray, y: np.ndarray, scoring: str, n_classes: int) -> np.ndarray:
+    """(N,) each item's share of `cv_score` (their mean is the score): its hit or its log probability of the
+    true class, weighted for the balanced scorings by N / (C * n_y), C the number of classes present in y."""
+    if scoring in ("accuracy", "balanced_accuracy"):
+        item = (proba.argmax(axis=1) == y).astype(float)
+    else:
+        item = np.log(np.clip(proba[np.arange(len(y)), y], 0.01, 1.0))
+    if scoring.startswith("balanced"):
+        counts = np.bincount(y, minlength=n_classes)
+        item = item * len(y) / (np.count_nonzero(counts) * counts[y])
+    return item
+
+
 def cv_score(proba: np.ndarray, y: np.ndarray, scoring: str, n_classes: int) -> float:
     """Score of held-out posteriors (N, K) against labels (N,); higher is better.
 
@@ -20,15 +33,16 @@ def cv_score(proba: np.ndarray, y: np.ndarray, scoring: str, n_classes: int) -> 
     probability of the true class, probabilities clipped at 0.01 so that one confident mistake costs at most
     log(100); "balanced_log_loss": the same averaged per class, then over the classes present in y.
     """
-    pred = proba.argmax(axis=1)
-    if scoring == "accuracy":
-        return float(np.mean(pred == y))
-    if scoring == "balanced_accuracy":
-        return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
-    logp = np.log(np.clip(proba[np.arange(len(y)), y], 0.01, 1.0))
-    if scoring == "log_loss":
-        return float(np.mean(logp))
-    return float(np.mean([np.mean(logp[y == c]) for c in np.unique(y)]))
+    return float(np.mean(cv_item_scores(proba, y, scoring, n_classes)))
+
+
+def beats_by_se(item_a: np.ndarray, item_b: np.ndarray, n_se: float) -> bool:
+    """Whether per-item scores (N,) `item_a` beat `item_b` on the same items by more than `n_se` standard errors
+    of their paired mean difference (the one-standard-error rule with n_se = 1)."""
+    d = np.asarray(item_a) - np.asarray(item_b)
+    if len(d) < 2:
+        return bool(d.mean() > 0)
+    return bool(d.mean() > n_se * d.std(ddof=1) / np.sqrt(len(d)))
 
 
 def gold_free_method(votes, n_classes: int, min_density: float = MIN_DENSITY,
@@ -93,7 +107,10 @@ class AutoLabelModel(LabelModel):
     With a gold seed (`gold`, -1 = unknown) of at least `min_gold` items, every candidate gets held-out
     posteriors on the gold items by `repeats` times repeated `folds`-fold cross-validation (fitted on all
     votes with the other folds' gold). `combine="select"` (default): the candidate with the best mean
-    `scoring` (ties: the earlier one) is refitted with all the gold. `combine="pool"`: the weights of a
+    `scoring` (ties: the earlier one) is refitted with all the gold, if it beats the base model by more than
+    `min_gain_se` standard errors of the paired per-item score difference (`beats_by_se`); else the base
+    model is kept (the one-standard-error rule: 50 gold items pick noisily, and the base has learned from all
+    the votes). `combine="pool"`: the weights of a
     linear pool of the candidates' posteriors are fitted to those held-out posteriors by `scoring`
     (`pool_weights`), and the candidates with weight >= 0.001 are refitted with all the gold and mixed.
     Candidates: registered label model names, "stacker" (`VoteStacker`: logistic regression on the one-hot
@@ -122,7 +139,8 @@ class AutoLabelModel(LabelModel):
                                                 "posterior_stacker"),
                  min_gold: int = 20, folds: int = 5, repeats: int = 1, scoring: str = "balanced_log_loss",
                  combine: str = "select", seed: int = 0, groups=None, temperature="auto",
-                 min_density: float = MIN_DENSITY, max_dependence: float = MAX_DEPENDENCE):
+                 min_density: float = MIN_DENSITY, max_dependence: float = MAX_DEPENDENCE,
+                 min_gain_se: float = 1.0):
         if scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got '{scoring}'")
         if combine not in {"pool", "select"}:
@@ -141,6 +159,7 @@ class AutoLabelModel(LabelModel):
         self.temperature = temperature
         self.min_density = min_density
         self.max_dependence = max_dependence
+        self.min_gain_se = min_gain_se
 
     def _make(self, name: str, gold_free: LabelModel | None = None) -> LabelModel:
         from . import make_label_model
@@ -186,18 +205,21 @@ class AutoLabelModel(LabelModel):
             rng = np.random.default_rng(self.seed)
             splits = [np.array_split(rng.permutation(labeled), min(self.folds, len(labeled)))
                       for _ in range(self.repeats)]
-            held_out = {}
+            held_out, items = {}, {}
             for name in self.candidates:
                 held_out[name] = held_out_posteriors(partial(self._make, name, gold_free), votes, k, gold, splits,
                                                      class_prior)
-                self.cv_scores_[name] = float(np.mean([cv_score(p, gold[labeled], self.scoring, k)
-                                                       for p in held_out[name]]))
+                items[name] = np.mean([cv_item_scores(p, gold[labeled], self.scoring, k) for p in held_out[name]],
+                                      axis=0)
+                self.cv_scores_[name] = float(items[name].mean())
             if self.combine == "pool":
                 w = pool_weights([held_out[c] for c in self.candidates], gold[labeled], self.scoring, k)
                 self.weights_ = {c: float(wc) for c, wc in zip(self.candidates, w) if wc >= 1e-3}
                 self.selected_ = "pool"
             else:
                 best = max(self.candidates, key=lambda c: (self.cv_scores_[c], -self.candidates.index(c)))
+                if self.base_ in items and not beats_by_se(items[best], items[self.base_], self.min_gain_se):
+                    best = self.base_  # the gold-free base stays unless the gold clearly prefers another
                 self.selected_, self.weights_ = best, {best: 1.0}
             total = sum(self.weights_.values())
             self.weights_ = {c: wc / total for c, wc in self.weights_.items()}
