@@ -10,6 +10,7 @@ from .base import LabelModel, check_gold, check_groups, check_n_classes, encode_
 from .dependence import MAX_DEPENDENCE, MIN_DENSITY, independence_diagnostics
 
 SCORINGS = ("accuracy", "balanced_accuracy", "log_loss", "balanced_log_loss")
+COMBINES = ("bootstrap", "select", "pool")
 
 
 def cv_item_scores(proba: np.ndarray, y: np.ndarray, scoring: str, n_classes: int) -> np.ndarray:
@@ -60,6 +61,15 @@ def gold_free_method(votes, n_classes: int, min_density: float = MIN_DENSITY,
     if diagnostics.get("dependence", np.inf) < max_dependence:
         return "dawid_skene", diagnostics
     return "snorkel_mc", diagnostics
+
+
+def bootstrap_weights(item_scores: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """(C,) the share of Bayesian-bootstrap resamples of the items on which each candidate has the best mean
+    score (bootstrap model averaging); item_scores (C, N): candidate c's per-item CV score (`cv_item_scores`).
+    A resample weighs the items by Dirichlet(1, ..., 1); ties go to the earlier candidate."""
+    rng = np.random.default_rng(seed)
+    resampled = np.asarray(item_scores) @ rng.dirichlet(np.ones(item_scores.shape[1]), n_resamples).T  # (C, B)
+    return np.bincount(resampled.argmax(axis=0), minlength=len(item_scores)) / n_resamples
 
 
 def pool_weights(probas: list[list[np.ndarray]], y: np.ndarray, scoring: str, n_classes: int) -> np.ndarray:
@@ -145,8 +155,8 @@ class AutoLabelModel(LabelModel):
                  min_gain_se: float = 1.0):
         if scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got '{scoring}'")
-        if combine not in {"pool", "select"}:
-            raise ValueError(f"combine must be 'pool' or 'select', got '{combine}'")
+        if combine not in COMBINES:
+            raise ValueError(f"combine must be one of {', '.join(COMBINES)}, got '{combine}'")
         if repeats < 1 or folds < 2:
             raise ValueError("repeats must be >= 1 and folds >= 2")
         self.base = base
@@ -214,10 +224,12 @@ class AutoLabelModel(LabelModel):
                 items[name] = np.mean([cv_item_scores(p, gold[labeled], self.scoring, k) for p in held_out[name]],
                                       axis=0)
                 self.cv_scores_[name] = float(items[name].mean())
-            if self.combine == "pool":
-                w = pool_weights([held_out[c] for c in self.candidates], gold[labeled], self.scoring, k)
+            if self.combine in ("pool", "bootstrap"):
+                w = (pool_weights([held_out[c] for c in self.candidates], gold[labeled], self.scoring, k)
+                     if self.combine == "pool" else
+                     bootstrap_weights(np.stack([items[c] for c in self.candidates]), seed=self.seed))
                 self.weights_ = {c: float(wc) for c, wc in zip(self.candidates, w) if wc >= 1e-3}
-                self.selected_ = "pool"
+                self.selected_ = self.combine
             else:
                 best = max(self.candidates, key=lambda c: (self.cv_scores_[c], -self.candidates.index(c)))
                 if self.base_ in items and not beats_by_se(items[best], items[self.base_], self.min_gain_se):
