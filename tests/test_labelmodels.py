@@ -5,7 +5,7 @@ import pytest
 from conftest import load_benchmark
 
 from pipeline.labelmodels import LABEL_MODELS, AutoLabelModel, DawidSkene, MatrixCompletion, make_label_model
-from pipeline.labelmodels.auto import beats_by_se, cv_item_scores, cv_score
+from pipeline.labelmodels.auto import beats_by_se, bootstrap_weights, cv_item_scores, cv_score
 from pipeline.labelmodels.supervised import BestLabeler, PosteriorStacker, VoteStacker
 
 NAMES = sorted(LABEL_MODELS)
@@ -218,6 +218,36 @@ def test_beats_by_se_is_the_paired_one_standard_error_rule():
     clear = np.r_[np.full(40, 1.0), np.full(10, -1.0)]  # mean 0.6, SE about 0.11
     assert beats_by_se(clear, base, 1.0) and not beats_by_se(clear, base, 10.0)
     assert not beats_by_se(base, base, 0.0)  # no gain, no switch
+
+
+def test_bootstrap_weights_share_out_the_resamples_each_candidate_wins():
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0, 1, 50)
+    clear = np.stack([noise, noise + 1.0, noise - 1.0])  # candidate 1 wins every resample
+    np.testing.assert_array_equal(bootstrap_weights(clear), [0.0, 1.0, 0.0])
+    close = np.stack([rng.normal(0, 1, 50), rng.normal(0, 1, 50)])  # neither clearly better: both get weight
+    w = bootstrap_weights(close)
+    assert w.shape == (2,) and w.sum() == pytest.approx(1.0) and 0.05 < w[0] < 0.95
+    np.testing.assert_array_equal(bootstrap_weights(close, seed=3), bootstrap_weights(close, seed=3))
+    tied = np.zeros((3, 10))
+    np.testing.assert_array_equal(bootstrap_weights(tied), [1.0, 0.0, 0.0])  # ties: the earlier candidate
+
+
+def test_auto_bootstrap_mixes_the_candidates_it_cannot_tell_apart():
+    votes, y, _ = generate(n=1500, seed=5)
+    gold = np.full(len(y), -1)
+    gold[:50] = y[:50]
+    auto = AutoLabelModel(combine="bootstrap").fit(votes, 3, gold=gold)
+    assert auto.selected_ == "bootstrap" and len(auto.weights_) > 1
+    assert sum(auto.weights_.values()) == pytest.approx(1.0) and set(auto.weights_) <= set(auto.candidates)
+    # the two models closest on the CV (snorkel_mc and dawid_skene, -0.319 vs -0.324) share most of the weight
+    assert auto.weights_.get("snorkel_mc", 0) + auto.weights_.get("dawid_skene", 0) > 0.8
+    proba = auto.predict_proba(votes)
+    assert proba.shape == (1500, 3) and np.allclose(proba.sum(axis=1), 1)
+    assert (auto.predict(votes[50:]) == y[50:]).mean() > 0.88
+    assert auto.report(votes)["selected"] == "bootstrap"
+    with pytest.raises(ValueError, match="combine"):
+        AutoLabelModel(combine="vote")
 
 
 def test_auto_keeps_the_gold_free_base_unless_the_gold_clearly_prefers_another():
