@@ -6,11 +6,11 @@ Usage: python benchmarks/labelmodels_rules.py --json OUT [--sets 40] [--draws 5]
 For each generated set (benchmarks/synthetic_votes.py, 1500 items) and each draw of 50 gold items (seeds
 100..), every rule (combine x scoring x CV repeats) fits `AutoLabelModel` with that gold and is scored on the
 other items. Prints the mean accuracy of each rule and its paired wins / losses against the shipped default
-(select, balanced_log_loss, 1 repeat). A rule may name the base model as a fourth part
+(bootstrap, balanced_log_loss, 1 repeat). A rule may name the base model as a fourth part
 ("select-balanced_log_loss-r1-snorkel_mc"; default: auto's own choice) and the one-standard-error rule's width
 ("select-balanced_log_loss-r1-se0": pick the best CV score outright; default 1). `--independent` uses the
-generated sets without labeler families (synthetic_votes.generate_independent). The WRENCH/prompted counterpart is
-`labelmodels_valid.py gold50`.
+generated sets without labeler families (synthetic_votes.generate_independent). The WRENCH/prompted
+counterpart is `labelmodels_valid.py gold50`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from synthetic_votes import generate, generate_independent  # noqa: E402
 
 from pipeline.labelmodels import AutoLabelModel  # noqa: E402
 
-DEFAULT_RULE = "select-balanced_log_loss-r1"
-RULES = [f"{c}-{s}-r{r}" for c in ("select", "pool") for s in ("balanced_log_loss", "log_loss") for r in (1, 3)]
+DEFAULT_RULE = "bootstrap-balanced_log_loss-r1"
+RULES = [f"{c}-{s}-r{r}" for c in ("bootstrap", "select", "pool") for s in ("balanced_log_loss", "log_loss") for r in (1, 3)]
 
 
 def rule_params(rule: str) -> dict:

@@ -12,9 +12,10 @@ e.g. anchor:snorkel or anchor:crowdkit_glad). gold50: for each of `--seeds` draw
 valid items, and its repeated-CV out-of-fold posteriors on the 50 are kept; each selection rule
 (scoring x repeats x candidate set) then picks a candidate per draw, and its valid score is reported;
 "pool/<scoring>" mixes the C1 candidates with weights fitted on their out-of-fold posteriors (one repeat);
-"auto_default" is AutoLabelModel() as shipped (= balanced_log_loss/r1/C1, keeping the gold-free base unless a
-candidate beats it by one standard error), "auto:min_gain_se=0" the same without that rule, "auto:combine=<c>"
-AutoLabelModel(combine=c). estimates: each variant fitted as in
+"auto_default" is AutoLabelModel() as shipped (balanced_log_loss/r1/C1, bootstrap model averaging),
+"auto:combine=<c>" AutoLabelModel(combine=c) ("select": keep the gold-free base unless the best candidate beats
+it by one standard error), "auto:min_gain_se=0" AutoLabelModel(min_gain_se=0) (with select: the best CV score
+outright, i.e. the rules above). estimates: each variant fitted as in
 gold0; the mean absolute difference between its reported labeler accuracies (`report`) and each labeler's
 accuracy measured on the valid items it votes on (labelers with >= 20 votes). calibration: each variant fitted
 as in gold0; ECE, NLL and accuracy of its posterior on the valid items some labeler covers. In gold0, estimates
@@ -149,7 +150,8 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
     picks: dict[str, list[float]] = {r: [] for r in RULES}
     chosen_names: dict[str, list[str]] = {r: [] for r in RULES}
     cand_scores: dict[str, list[float]] = {c: [] for c in CANDIDATES}
-    shipped_variants = {"auto_default": AutoLabelModel, "auto:min_gain_se=0": partial(AutoLabelModel, min_gain_se=0.0),
+    shipped_variants = {"auto_default": AutoLabelModel,
+                        "auto:min_gain_se=0": partial(AutoLabelModel, combine="select", min_gain_se=0.0),
                         **{f"auto:combine={c}": partial(AutoLabelModel, combine=c) for c in COMBINES}}
     auto_scores: dict[str, list[float]] = {v: [] for v in shipped_variants}
     for draw in range(seeds):

@@ -256,17 +256,17 @@ def test_auto_keeps_the_gold_free_base_unless_the_gold_clearly_prefers_another()
     votes, y, _ = generate(n=1500, seed=5)
     gold = np.full(len(y), -1)
     gold[:50] = y[:50]
-    kept = AutoLabelModel().fit(votes, 3, gold=gold)
-    outright = AutoLabelModel(min_gain_se=0.0).fit(votes, 3, gold=gold)
+    kept = AutoLabelModel(combine="select").fit(votes, 3, gold=gold)
+    outright = AutoLabelModel(combine="select", min_gain_se=0.0).fit(votes, 3, gold=gold)
     assert kept.base_ == kept.selected_ == "dawid_skene"
     assert outright.selected_ == max(outright.cv_scores_, key=outright.cv_scores_.get) == "snorkel_mc"
     assert (kept.predict(votes[50:]) == y[50:]).mean() > (outright.predict(votes[50:]) == y[50:]).mean()
-    assert AutoLabelModel(min_gain_se=np.inf).fit(votes, 3, gold=gold).selected_ == "dawid_skene"
+    assert AutoLabelModel(combine="select", min_gain_se=np.inf).fit(votes, 3, gold=gold).selected_ == "dawid_skene"
     # colluding labelers: the gold clearly overrules the gold-free base, so the rule lets the switch happen
     votes, y, rng = colluding_labelers()
     gold = np.full(len(y), -1)
     gold[:60] = y[:60]
-    switched = AutoLabelModel().fit(votes, 2, gold=gold)
+    switched = AutoLabelModel(combine="select").fit(votes, 2, gold=gold)
     assert switched.selected_ != switched.base_
     assert (switched.predict(votes[60:]) == y[60:]).mean() > 0.8
 
@@ -469,10 +469,13 @@ def test_rules_benchmark_smoke(tmp_path):
 
     rules = load_benchmark("labelmodels_rules")
     out = tmp_path / "rules.json"
-    rules.main(["--sets", "1", "--draws", "1", "--rules", "pool-log_loss-r1", "--json", str(out)])
+    rules.main(["--sets", "1", "--draws", "1", "--rules", "select-balanced_log_loss-r1-se0", "--json", str(out)])
     summary = json.loads(out.read_text())["summary"]
-    assert set(summary) == {"select-balanced_log_loss-r1", "pool-log_loss-r1"}
-    assert summary["select-balanced_log_loss-r1"]["wins"] == 0 and 0 < summary["pool-log_loss-r1"]["mean"] <= 1
+    assert set(summary) == {"bootstrap-balanced_log_loss-r1", "select-balanced_log_loss-r1-se0"}
+    assert summary["bootstrap-balanced_log_loss-r1"]["wins"] == 0
+    assert 0 < summary["select-balanced_log_loss-r1-se0"]["mean"] <= 1
+    assert rules.rule_params("select-log_loss-r3-snorkel_mc-se0.5") == {
+        "combine": "select", "scoring": "log_loss", "repeats": 3, "base": "snorkel_mc", "min_gain_se": 0.5}
 
 
 def test_report_gives_a_one_class_labeling_function_its_precision():

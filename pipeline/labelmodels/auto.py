@@ -116,13 +116,16 @@ class AutoLabelModel(LabelModel):
 
     With a gold seed (`gold`, -1 = unknown) of at least `min_gold` items, every candidate gets held-out
     posteriors on the gold items by `repeats` times repeated `folds`-fold cross-validation (fitted on all
-    votes with the other folds' gold). `combine="select"` (default): the candidate with the best mean
-    `scoring` (ties: the earlier one) is refitted with all the gold, if it beats the base model by more than
-    `min_gain_se` standard errors of the paired per-item score difference (`beats_by_se`); else the base
-    model is kept (the one-standard-error rule: 50 gold items pick noisily, and the base has learned from all
-    the votes). `combine="pool"`: the weights of a
-    linear pool of the candidates' posteriors are fitted to those held-out posteriors by `scoring`
-    (`pool_weights`), and the candidates with weight >= 0.001 are refitted with all the gold and mixed.
+    votes with the other folds' gold), and `cv_item_scores` gives each candidate's per-item `scoring`.
+    `combine="bootstrap"` (default): bootstrap model averaging; each candidate's weight is the share of
+    Bayesian-bootstrap resamples of the gold items on which it has the best mean score (`bootstrap_weights`),
+    and the candidates with weight >= 0.001 are refitted with all the gold and their posteriors mixed: 50 gold
+    items rarely tell the candidates apart, and mixing the close ones is steadier than betting on one.
+    `combine="select"`: the candidate with the best mean score (ties: the earlier one) is refitted with all
+    the gold, if it beats the base model by more than `min_gain_se` standard errors of the paired per-item
+    score difference (`beats_by_se`); else the base model is kept (the one-standard-error rule).
+    `combine="pool"`: the weights of a linear pool of the candidates' posteriors are fitted to those held-out
+    posteriors by `scoring` (`pool_weights`), and the candidates with weight >= 0.001 are refitted and mixed.
     Candidates: registered label model names, "stacker" (`VoteStacker`: logistic regression on the one-hot
     votes of the gold items), "posterior_stacker" (`PosteriorStacker`: the gold-free base posterior
     corrected by a logistic regression on the votes, shrunk toward the base) and "best_labeler"
@@ -136,21 +139,22 @@ class AutoLabelModel(LabelModel):
     rare class cannot win; valid mean 0.621 against 0.599 for the former rule (pick by CV accuracy) and
     0.622 for the plain log loss, whose edge, like that of the log-loss pool (0.645), comes from spouse,
     where the accuracy metric rewards answering the majority class everywhere. 5 repeats did not help.
-    `min_gain_se` = 1 (the textbook one-standard-error rule) against 0 (pick outright): valid mean 0.621 ->
-    0.634; generated sets 0.782 -> 0.782 (family) and 0.865 -> 0.869 (independent).
+    Combining (50 gold items; valid splits / 40 generated family sets / 40 independent ones, BENCHMARKS.md,
+    session 12): the best CV score outright 0.621 / 0.782 / 0.865; with the one-SE rule (`min_gain_se` = 1,
+    the textbook value) 0.634 / 0.782 / 0.869; bootstrap model averaging 0.640 / 0.791 / 0.873.
     `max_dependence` = 0.05 and `min_density` = 0.5 were chosen on generated dense votes
     (benchmarks/synthetic_votes.py: 40 sets with labeler families, 40 without), see BENCHMARKS.md; the WRENCH
     and prompted sets (vote density 0.01-0.26) keep snorkel_mc. `report` measures the labelers against this
     model's posterior. Learned: `base_` (the base model's name), `diagnostics_` (density, dependence),
-    `selected_` ("pool", or the chosen name), `cv_scores_` (dict), `weights_` (dict, pool), `models_` (dict),
-    `labelers_model_`.
+    `selected_` ("bootstrap", "pool", or the chosen name), `cv_scores_` (dict), `weights_` (dict), `models_`
+    (dict), `labelers_model_`.
     """
 
     def __init__(self, base: str = "auto",
                  candidates: tuple[str, ...] = ("snorkel_mc", "dawid_skene", "majority", "stacker", "best_labeler",
                                                 "posterior_stacker"),
                  min_gold: int = 20, folds: int = 5, repeats: int = 1, scoring: str = "balanced_log_loss",
-                 combine: str = "select", seed: int = 0, groups=None, temperature="auto",
+                 combine: str = "bootstrap", seed: int = 0, groups=None, temperature="auto",
                  min_density: float = MIN_DENSITY, max_dependence: float = MAX_DEPENDENCE,
                  min_gain_se: float = 1.0):
         if scoring not in SCORINGS:
