@@ -36,7 +36,8 @@ from synthetic_votes import generate, generate_independent  # noqa: E402
 from pipeline.labelmodels import AutoLabelModel  # noqa: E402
 
 DEFAULT_RULE = "bootstrap-balanced_log_loss-r1"
-RULES = [f"{c}-{s}-r{r}" for c in ("bootstrap", "select", "pool") for s in ("balanced_log_loss", "log_loss") for r in (1, 3)]
+RULES = [f"{c}-{s}-r{r}" for c in ("bootstrap", "select", "pool") for s in ("balanced_log_loss", "log_loss")
+         for r in (1, 3)]
 
 
 def rule_params(rule: str) -> dict:

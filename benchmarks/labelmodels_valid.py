@@ -14,8 +14,8 @@ valid items, and its repeated-CV out-of-fold posteriors on the 50 are kept; each
 "pool/<scoring>" mixes the C1 candidates with weights fitted on their out-of-fold posteriors (one repeat);
 "auto_default" is AutoLabelModel() as shipped (balanced_log_loss/r1/C1, bootstrap model averaging),
 "auto:combine=<c>" AutoLabelModel(combine=c) ("select": keep the gold-free base unless the best candidate beats
-it by one standard error), "auto:min_gain_se=0" AutoLabelModel(min_gain_se=0) (with select: the best CV score
-outright, i.e. the rules above). estimates: each variant fitted as in
+it by one standard error), "auto:min_gain_se=0" AutoLabelModel(combine="select", min_gain_se=0) (the best CV
+score outright, as the rules above). estimates: each variant fitted as in
 gold0; the mean absolute difference between its reported labeler accuracies (`report`) and each labeler's
 accuracy measured on the valid items it votes on (labelers with >= 20 votes). calibration: each variant fitted
 as in gold0; ECE, NLL and accuracy of its posterior on the valid items some labeler covers. In gold0, estimates
@@ -180,7 +180,7 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
                 cand_scores[c].append(final[c])
                 oof[c] = held_out_posteriors(partial(make, auto, c, gold_free), votes, k, gold, splits)
             vr = bench.votes[rest]
-            for variant, make_auto in shipped_variants.items():  # the default itself, and without its SE rule
+            for variant, make_auto in shipped_variants.items():  # the default itself, and other ways to combine
                 shipped = make_auto().fit(votes, k, gold=gold)
                 auto_scores[variant].append(score(bench.gold[rest], with_prior_rule(shipped.predict(vr), vr,
                                                                                     shipped.class_prior_),
@@ -198,7 +198,8 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
             picks.setdefault(f"pool/{scoring}", []).append(
                 score(bench.gold[rest], with_prior_rule(proba.argmax(axis=1), vr, prior), bench.positive))
             chosen_names.setdefault(f"pool/{scoring}", []).append(" ".join(f"{x:.2f}" for x in w))
-    return {"rules": {r: float(np.mean(v)) for r, v in picks.items()}, **{v: float(np.mean(x)) for v, x in auto_scores.items()},
+    return {"rules": {r: float(np.mean(v)) for r, v in picks.items()},
+            **{v: float(np.mean(x)) for v, x in auto_scores.items()},
             "picked": chosen_names, "candidates": {c: float(np.mean(v)) for c, v in cand_scores.items()}}
 
 
