@@ -6,10 +6,10 @@ Usage: python benchmarks/labelmodels_rules.py --json OUT [--sets 40] [--draws 5]
 For each generated set (benchmarks/synthetic_votes.py, 1500 items) and each draw of 50 gold items (seeds
 100..), every rule (combine x scoring x CV repeats) fits `AutoLabelModel` with that gold and is scored on the
 other items. Prints the mean accuracy of each rule and its paired wins / losses against the shipped default
-(bootstrap, balanced_log_loss, 1 repeat). A rule may name the base model as a fourth part
-("select-balanced_log_loss-r1-snorkel_mc"; default: auto's own choice) and the one-standard-error rule's width
-("select-balanced_log_loss-r1-se0": pick the best CV score outright; default 1). `--independent` uses the
-generated sets without labeler families (synthetic_votes.generate_independent). The WRENCH/prompted
+(bootstrap, balanced_log_loss, 1 repeat). Further parts of a rule may name the base model
+("select-balanced_log_loss-r1-snorkel_mc"; default: auto's own choice), the one-standard-error rule's width
+("-se0": pick the best CV score outright; default 1) and the CV folds ("-f10"; default 5). `--independent`
+uses the generated sets without labeler families (synthetic_votes.generate_independent). The WRENCH/prompted
 counterpart is `labelmodels_valid.py gold50`.
 """
 
@@ -46,6 +46,8 @@ def rule_params(rule: str) -> dict:
     for part in rest:
         if part.startswith("se"):
             params["min_gain_se"] = float(part[2:])
+        elif part.startswith("f") and part[1:].isdigit():
+            params["folds"] = int(part[1:])
         else:
             params["base"] = part
     return params

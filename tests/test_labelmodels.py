@@ -474,8 +474,9 @@ def test_rules_benchmark_smoke(tmp_path):
     assert set(summary) == {"bootstrap-balanced_log_loss-r1", "select-balanced_log_loss-r1-se0"}
     assert summary["bootstrap-balanced_log_loss-r1"]["wins"] == 0
     assert 0 < summary["select-balanced_log_loss-r1-se0"]["mean"] <= 1
-    assert rules.rule_params("select-log_loss-r3-snorkel_mc-se0.5") == {
-        "combine": "select", "scoring": "log_loss", "repeats": 3, "base": "snorkel_mc", "min_gain_se": 0.5}
+    assert rules.rule_params("select-log_loss-r3-snorkel_mc-se0.5-f10") == {
+        "combine": "select", "scoring": "log_loss", "repeats": 3, "base": "snorkel_mc", "min_gain_se": 0.5,
+        "folds": 10}
 
 
 def test_report_gives_a_one_class_labeling_function_its_precision():
