@@ -36,6 +36,23 @@ def test_gold_seed_from_valid_split_and_gold_file(demo_config, tmp_path):
     assert rep["base"] == "snorkel_mc" and 0 < rep["density"] < 0.5 and "dependence" not in rep
 
 
+def test_gold_of_30_items_mixes_the_candidates_and_reports_the_weights(demo_config, tmp_path):
+    import pandas as pd
+
+    items = pd.read_csv(tmp_path / "items.csv")
+    train = items[items["split"] == "train"].head(30)
+    gold_file = tmp_path / "gold.csv"
+    pd.DataFrame({"id": train["id"], "label": train["label"]}).to_csv(gold_file, index=False)
+    run_dir = run_pipeline(demo_config(aggregate={"method": "auto", "gold_path": str(gold_file)}), progress=False,
+                           until="aggregate")
+    rep = json.loads((run_dir / "labelmodel.json").read_text())
+    assert rep["n_gold_seed"] == 30 and rep["selected"] == "bootstrap"
+    assert set(rep["cv_scores"]) == {"snorkel_mc", "dawid_skene", "majority", "stacker", "best_labeler",
+                                     "posterior_stacker"}
+    assert rep["weights"] and set(rep["weights"]) <= set(rep["cv_scores"])
+    assert sum(rep["weights"].values()) == pytest.approx(1.0)
+
+
 def test_gold_file_with_unknown_ids_is_an_error(demo_config, tmp_path):
     gold_file = tmp_path / "gold.csv"
     gold_file.write_text("id,label\nno-such-id,food\n")
