@@ -287,6 +287,49 @@ def test_posterior_stacker_corrects_the_gold_free_model_toward_the_gold():
     assert proba.shape == (n, 2) and np.allclose(proba.sum(axis=1), 1)
 
 
+def three_class_votes(n=600, seed=0):
+    """(votes (n, 5) with 30% abstains, y (n,)): five 70%-accurate labelers over three classes."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    votes = np.stack([np.where(rng.random(n) < 0.7, y, rng.integers(0, 3, n)) for _ in range(5)], axis=1)
+    votes[rng.random(votes.shape) < 0.3] = -1
+    return votes, y
+
+
+def test_gold_of_one_class_does_not_collapse_auto_onto_that_class():
+    # 25 gold items, all of class 1: the CV cannot score telling classes apart, and before the guard the
+    # posterior stacker (unbounded class offset) won it and answered class 1 everywhere (accuracy 0.315)
+    votes, y = three_class_votes()
+    gold = np.full(len(y), -1)
+    ones = np.flatnonzero(y == 1)[:25]
+    gold[ones] = 1
+    plain = AutoLabelModel().fit(votes, 3).predict(votes)
+    for combine in ("bootstrap", "select", "pool"):
+        auto = AutoLabelModel(combine=combine).fit(votes, 3, gold=gold)
+        pred = auto.predict(votes)
+        assert auto.selected_ == auto.base_ and auto.cv_scores_ == {}
+        assert np.bincount(pred, minlength=3).min() > 100 and (pred == y).mean() > 0.85
+        assert (pred == plain).mean() > 0.95
+
+
+def test_posterior_stacker_keeps_the_base_probability_of_classes_missing_from_the_gold():
+    votes, y = three_class_votes()
+    gold = np.full(len(y), -1)
+    two = np.flatnonzero(y < 2)[:40]  # no gold item of class 2
+    gold[two] = y[two]
+    base = MatrixCompletion().fit(votes, 3)
+    ps = PosteriorStacker(base_model=base).fit(votes, 3, gold=gold)
+    proba, base_proba = ps.predict_proba(votes), base.predict_proba(votes)
+    np.testing.assert_allclose(proba[:, 2], base_proba[:, 2])
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+    assert np.all(np.isfinite(ps.bias_)) and ps.bias_[2] == 0 and not ps.weights_[:, 2].any()
+    assert ((ps.predict(votes) == 2) == (y == 2)).mean() > 0.85  # class 2 is still found
+    one = np.full(len(y), -1)
+    one[two[y[two] == 0]] = 0
+    np.testing.assert_allclose(PosteriorStacker(base_model=base).fit(votes, 3, gold=one).predict_proba(votes),
+                               base_proba)
+
+
 def test_auto_with_a_rare_class_does_not_pick_a_model_that_never_predicts_it():
     # a rare class (10%) that three decent labelers find; the labeler that always says "common" is right 90%
     # (the Bayes rule for accuracy finds about half of the rare items: those all three labelers flag)

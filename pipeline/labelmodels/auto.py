@@ -114,7 +114,8 @@ class AutoLabelModel(LabelModel):
     conditionally independent, else snorkel_mc; `min_density`, `max_dependence`; snorkel_mc when `groups`
     names a family of several labelers).
 
-    With a gold seed (`gold`, -1 = unknown) of at least `min_gold` items, every candidate gets held-out
+    With a gold seed (`gold`, -1 = unknown) of at least `min_gold` items from at least two classes (gold of
+    one class is still used by the base model, as with fewer items), every candidate gets held-out
     posteriors on the gold items by `repeats` times repeated `folds`-fold cross-validation (fitted on all
     votes with the other folds' gold), and `cv_item_scores` gives each candidate's per-item `scoring`.
     `combine="bootstrap"` (default): bootstrap model averaging; each candidate's weight is the share of
@@ -210,6 +211,8 @@ class AutoLabelModel(LabelModel):
         elif self.base == "auto":
             self.base_, self.diagnostics_ = gold_free_method(votes, k, self.min_density, self.max_dependence)
         labeled = np.flatnonzero(gold >= 0) if gold is not None else np.zeros(0, int)
+        if len(np.unique(gold[labeled] if len(labeled) else labeled)) < 2:
+            labeled = labeled[:0]  # gold of one class cannot score how candidates tell classes apart: no CV
         gold_free = None  # the base model without labels: the posterior stacker's base, the base's temperature
         if len(labeled) >= self.min_gold:
             gold_free = self._make(self.base_).fit(votes, k, class_prior=class_prior)

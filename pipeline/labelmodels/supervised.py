@@ -87,9 +87,12 @@ class PosteriorStacker(LabelModel):
 
     W = 0, a = 1, b = 0 is the base model itself, so the penalty shrinks toward the gold-free posterior
     (a and b, a temperature and a class offset, are not penalized). `base` is fitted once without gold
-    (its posterior uses no labels). Learned: `base_model_`, `scale_` (a), `bias_` (K,), `weights_` (M*K, K),
-    `class_prior_` (K,) (the base prior, or the given one). C = 1 was chosen on the valid splits (50 gold
-    items: C = 0.1 0.630, C = 1 0.641 mean over 7 sets).
+    (its posterior uses no labels). The gold says nothing about classes absent from the gold items, so the
+    correction is fitted among the present classes and those keep the base posterior's total probability;
+    the absent classes keep theirs (with one class present the model is the base model). Learned:
+    `base_model_`, `seen_` (the gold classes), `scale_` (a), `bias_` (K,), `weights_` (M*K, K) (0 for absent
+    classes), `class_prior_` (K,) (the base prior, or the given one). C = 1 was chosen on the valid splits
+    (50 gold items: C = 0.1 0.630, C = 1 0.641 mean over 7 sets).
     """
 
     def __init__(self, base: str = "snorkel_mc", C: float = 1.0, base_model: LabelModel | None = None):
@@ -109,11 +112,14 @@ class PosteriorStacker(LabelModel):
         gold, k, mk = _require_gold(gold), self.n_classes_, x.shape[1]
         self.base_model_ = self.base_model or make_label_model(self.base).fit(votes, k, class_prior=class_prior)
         has = np.flatnonzero(gold >= 0)
-        xg, lg, y = x[has].astype(np.float64), self._base_logits(np.asarray(votes)[has]), np.eye(k)[gold[has]]
+        self.seen_ = seen = np.unique(gold[has])  # the correction is among these classes only
+        kp = len(seen)
+        xg, lg = x[has].astype(np.float64), self._base_logits(np.asarray(votes)[has])[:, seen]
+        y = (gold[has][:, None] == seen[None, :]).astype(float)
         lam = 1.0 / self.C
 
         def loss(theta):
-            a, b, w = theta[0], theta[1:k + 1], theta[k + 1:].reshape(mk, k)
+            a, b, w = theta[0], theta[1:kp + 1], theta[kp + 1:].reshape(mk, kp)
             z = a * lg + b + np.asarray(xg @ w)
             z -= z.max(axis=1, keepdims=True)
             logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -122,16 +128,25 @@ class PosteriorStacker(LabelModel):
             g = np.concatenate([[(r * lg).sum()], r.sum(axis=0), (np.asarray(xg.T @ r) + lam * w).ravel()])
             return f, g
 
-        theta0 = np.concatenate([[1.0], np.zeros(k), np.zeros(mk * k)])
-        res = optimize.minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
-        self.scale_, self.bias_ = float(res.x[0]), res.x[1:k + 1]
-        self.weights_ = res.x[k + 1:].reshape(mk, k)
+        self.scale_, self.bias_, self.weights_ = 1.0, np.zeros(k), np.zeros((mk, k))
+        if kp > 1:
+            theta0 = np.concatenate([[1.0], np.zeros(kp), np.zeros(mk * kp)])
+            res = optimize.minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
+            self.scale_ = float(res.x[0])
+            self.bias_[seen] = res.x[1:kp + 1]
+            self.weights_[:, seen] = res.x[kp + 1:].reshape(mk, kp)
         self.class_prior_ = fixed if fixed is not None else self.base_model_.class_prior_
         return self
 
     def predict_proba(self, votes):
-        """(N, K) the corrected posterior."""
+        """(N, K) the corrected posterior: classes absent from the gold items keep the base posterior's
+        probability, the corrected classes share the rest."""
         self._check_labelers(votes)
         x = encode_votes(votes, self.n_classes_)
+        base = self.base_model_.predict_proba(votes)
+        if len(self.seen_) < 2:
+            return base
         z = self.scale_ * self._base_logits(votes) + self.bias_ + np.asarray(x @ self.weights_)
-        return softmax_rows(z)
+        out = base.copy()
+        out[:, self.seen_] = softmax_rows(z[:, self.seen_]) * base[:, self.seen_].sum(axis=1, keepdims=True)
+        return out
