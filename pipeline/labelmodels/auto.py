@@ -211,7 +211,7 @@ class AutoLabelModel(LabelModel):
         elif self.base == "auto":
             self.base_, self.diagnostics_ = gold_free_method(votes, k, self.min_density, self.max_dependence)
         labeled = np.flatnonzero(gold >= 0) if gold is not None else np.zeros(0, int)
-        if len(np.unique(gold[labeled] if len(labeled) else labeled)) < 2:
+        if gold is None or len(np.unique(gold[labeled])) < 2:
             labeled = labeled[:0]  # gold of one class cannot score how candidates tell classes apart: no CV
         gold_free = None  # the base model without labels: the posterior stacker's base, the base's temperature
         if len(labeled) >= self.min_gold:

@@ -100,9 +100,6 @@ class PosteriorStacker(LabelModel):
         self.C = C
         self.base_model = base_model  # an already fitted gold-free base model to reuse (cross-validation)
 
-    def _base_logits(self, votes) -> np.ndarray:
-        return np.log(np.clip(self.base_model_.predict_proba(votes), 1e-6, 1.0))
-
     def fit(self, votes, n_classes, gold=None, class_prior=None):
         from scipy import optimize
 
@@ -114,7 +111,8 @@ class PosteriorStacker(LabelModel):
         has = np.flatnonzero(gold >= 0)
         self.seen_ = seen = np.unique(gold[has])  # the correction is among these classes only
         kp = len(seen)
-        xg, lg = x[has].astype(np.float64), self._base_logits(np.asarray(votes)[has])[:, seen]
+        lg = np.log(np.clip(self.base_model_.predict_proba(np.asarray(votes)[has]), 1e-6, 1.0))[:, seen]
+        xg = x[has].astype(np.float64)
         y = (gold[has][:, None] == seen[None, :]).astype(float)
         lam = 1.0 / self.C
 
@@ -146,7 +144,7 @@ class PosteriorStacker(LabelModel):
         base = self.base_model_.predict_proba(votes)
         if len(self.seen_) < 2:
             return base
-        z = self.scale_ * self._base_logits(votes) + self.bias_ + np.asarray(x @ self.weights_)
+        z = self.scale_ * np.log(np.clip(base, 1e-6, 1.0)) + self.bias_ + np.asarray(x @ self.weights_)
         out = base.copy()
         out[:, self.seen_] = softmax_rows(z[:, self.seen_]) * base[:, self.seen_].sum(axis=1, keepdims=True)
         return out
