@@ -408,7 +408,7 @@ def fine_tune(texts: list[str], targets: np.ndarray, weights: np.ndarray, classe
         torch.set_num_threads(threads)
     # without accelerate's autocast wrapper, so that the returned model predicts (and is calibrated) in fp32,
     # as its saved copy does
-    final = [accelerator.unwrap_model(net, keep_fp32_wrapper=False) for net in nets][0]
+    final = accelerator.unwrap_model(nets[0], keep_fp32_wrapper=False)  # co-teaching's peer is dropped
     if best_state is not None:
         final.load_state_dict(best_state)
     result.model = model.float().eval()

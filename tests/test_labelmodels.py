@@ -287,19 +287,10 @@ def test_posterior_stacker_corrects_the_gold_free_model_toward_the_gold():
     assert proba.shape == (n, 2) and np.allclose(proba.sum(axis=1), 1)
 
 
-def three_class_votes(n=600, seed=0):
-    """(votes (n, 5) with 30% abstains, y (n,)): five 70%-accurate labelers over three classes."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    votes = np.stack([np.where(rng.random(n) < 0.7, y, rng.integers(0, 3, n)) for _ in range(5)], axis=1)
-    votes[rng.random(votes.shape) < 0.3] = -1
-    return votes, y
-
-
 def test_gold_of_one_class_does_not_collapse_auto_onto_that_class():
     # 25 gold items, all of class 1: the CV cannot score telling classes apart, and before the guard the
     # posterior stacker (unbounded class offset) won it and answered class 1 everywhere (accuracy 0.315)
-    votes, y = three_class_votes()
+    votes, y, _ = generate(n=600, acc=(0.8,) * 5, abstain=0.3)
     gold = np.full(len(y), -1)
     ones = np.flatnonzero(y == 1)[:25]
     gold[ones] = 1
@@ -313,7 +304,7 @@ def test_gold_of_one_class_does_not_collapse_auto_onto_that_class():
 
 
 def test_posterior_stacker_keeps_the_base_probability_of_classes_missing_from_the_gold():
-    votes, y = three_class_votes()
+    votes, y, _ = generate(n=600, acc=(0.8,) * 5, abstain=0.3)
     gold = np.full(len(y), -1)
     two = np.flatnonzero(y < 2)[:40]  # no gold item of class 2
     gold[two] = y[two]
