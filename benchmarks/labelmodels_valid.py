@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from labelmodels import ANCHORS, load, score, with_prior_rule  # noqa: E402
 
 from pipeline.labelmodels import AutoLabelModel, DawidSkene, MatrixCompletion, make_label_model  # noqa: E402
-from pipeline.labelmodels.auto import COMBINES, cv_score, held_out_posteriors, pool_weights  # noqa: E402
+from pipeline.labelmodels.auto import COMBINES, cv_score, held_out_posteriors, make_candidate, pool_weights  # noqa: E402
 from pipeline.metrics import expected_calibration_error  # noqa: E402
 
 SETS = ["wrench/youtube", "wrench/sms", "wrench/trec", "wrench/semeval", "prompted/youtube", "prompted/sms",
@@ -81,14 +81,14 @@ RULES = {  # name: (scoring, repeats, candidates)
     for c in ("old", "new", "newC", "C1")}
 
 
-def make(auto, name, gold_free):
-    """auto's candidate `name`, or a stacker with another C ("stacker:C=1")."""
+def make(name, gold_free):
+    """auto's candidate `name` on the sparse sets' base (snorkel_mc), or a stacker with another C ("stacker:C=1")."""
     if ":C=" in name:
-        base, c = name.split(":C=")
-        model = auto._make(base, gold_free)
+        name, c = name.split(":C=")
+        model = make_candidate(name, "snorkel_mc", gold_free)
         model.C = float(c)
         return model
-    return auto._make(name, gold_free)
+    return make_candidate(name, "snorkel_mc", gold_free)
 
 
 def fit_variant(bench, name):
@@ -162,8 +162,6 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
         votes = bench.votes[fit]
         gold = np.full(len(fit), -1)
         gold[np.searchsorted(fit, chosen)] = bench.gold[chosen]
-        auto = AutoLabelModel(base="snorkel_mc")  # its candidates, built here one by one (the sparse sets' base)
-        auto.base_ = auto.base
         labeled = np.flatnonzero(gold >= 0)
         gold_free = make_label_model("snorkel_mc").fit(votes, k)
         split_rng = np.random.default_rng(0)
@@ -172,13 +170,13 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for c in CANDIDATES:
-                model = make(auto, c, gold_free).fit(votes, k, gold=gold)
+                model = make(c, gold_free).fit(votes, k, gold=gold)
                 vr = bench.votes[rest]
                 final[c] = score(bench.gold[rest], with_prior_rule(model.predict(vr), vr, model.class_prior_),
                                  bench.positive)
                 fproba[c], fprior[c] = model.predict_proba(vr), np.asarray(model.class_prior_)
                 cand_scores[c].append(final[c])
-                oof[c] = held_out_posteriors(partial(make, auto, c, gold_free), votes, k, gold, splits)
+                oof[c] = held_out_posteriors(partial(make, c, gold_free), votes, k, gold, splits)
             vr = bench.votes[rest]
             for variant, make_auto in shipped_variants.items():  # the default itself, and other ways to combine
                 shipped = make_auto().fit(votes, k, gold=gold)

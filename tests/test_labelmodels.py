@@ -5,7 +5,7 @@ import pytest
 from conftest import load_benchmark
 
 from pipeline.labelmodels import LABEL_MODELS, AutoLabelModel, DawidSkene, MatrixCompletion, make_label_model
-from pipeline.labelmodels.auto import beats_by_se, bootstrap_weights, cv_item_scores, cv_score
+from pipeline.labelmodels.auto import beats_by_se, bootstrap_weights, cv_item_scores, cv_score, make_candidate
 from pipeline.labelmodels.supervised import BestLabeler, PosteriorStacker, VoteStacker
 
 NAMES = sorted(LABEL_MODELS)
@@ -496,6 +496,19 @@ def test_auto_uses_dawid_skene_only_for_dense_independent_labelers():
     assert AutoLabelModel(groups=families).fit(votes, k).base_ == "snorkel_mc"
     assert AutoLabelModel(base="snorkel_mc").fit(votes, k).base_ == "snorkel_mc"
 
+
+
+def test_make_candidate_builds_auto_candidates_around_the_fitted_gold_free_base():
+    votes, _, _ = generate(n=600, seed=2)
+    gold_free = DawidSkene(temperature="auto").fit(votes, 3)
+    tempered = make_candidate("dawid_skene", "dawid_skene", gold_free)
+    assert isinstance(tempered, DawidSkene) and tempered.temperature == gold_free.temperature_
+    assert make_candidate("dawid_skene", "snorkel_mc", gold_free).temperature == 1.0  # tempered only as the base
+    corrector = make_candidate("posterior_stacker", "dawid_skene", gold_free)
+    assert isinstance(corrector, PosteriorStacker) and corrector.base_model is gold_free
+    assert make_candidate("snorkel_mc", "snorkel_mc", groups=[0, 0, 1, 2, 3, 4]).groups == [0, 0, 1, 2, 3, 4]
+    assert isinstance(make_candidate("stacker", "snorkel_mc"), VoteStacker)
+    assert isinstance(make_candidate("best_labeler", "snorkel_mc"), BestLabeler)
 
 def test_rules_benchmark_smoke(tmp_path):
     """benchmarks/labelmodels_rules.py on one generated set and one gold draw: the default rule and the asked one."""

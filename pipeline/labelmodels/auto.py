@@ -108,6 +108,31 @@ def held_out_posteriors(make, votes: np.ndarray, n_classes: int, gold: np.ndarra
     return out
 
 
+def make_candidate(name: str, base: str, gold_free: LabelModel | None = None, groups=None,
+                   temperature="auto") -> LabelModel:
+    """A fresh, unfitted candidate of `AutoLabelModel` whose gold-free base model is `base`: a registered label
+    model name, "stacker", "posterior_stacker" (correcting `gold_free`, the base fitted without gold, or a new
+    fit of `base`) or "best_labeler". The base model, and Dawid-Skene where it is the base, get `temperature`;
+    with "auto" and a fitted `gold_free`, its temperature (found once for all fits of that model). snorkel_mc
+    gets the labeler families `groups`."""
+    from . import make_label_model
+    from .supervised import BestLabeler, PosteriorStacker, VoteStacker
+
+    if name == "stacker":
+        return VoteStacker()
+    if name == "posterior_stacker":
+        return PosteriorStacker(base=base, base_model=gold_free)
+    if name == "best_labeler":
+        return BestLabeler()
+    if temperature == "auto" and name == base and gold_free is not None:
+        temperature = gold_free.temperature_
+    if name == "snorkel_mc":  # the one model here with labeler families
+        return make_label_model(name, groups=groups, temperature=temperature)
+    if name == "dawid_skene" and base == "dawid_skene":  # tempered where it is the gold-free choice
+        return make_label_model(name, temperature=temperature)
+    return make_label_model(name)
+
+
 class AutoLabelModel(LabelModel):
     """Without gold (or with fewer than `min_gold` gold items): the `base` label model; base="auto" (default)
     chooses it from the votes (`gold_free_method`: Dawid-Skene for dense votes from labelers that look
@@ -179,23 +204,7 @@ class AutoLabelModel(LabelModel):
         self.min_gain_se = min_gain_se
 
     def _make(self, name: str, gold_free: LabelModel | None = None) -> LabelModel:
-        from . import make_label_model
-        from .supervised import BestLabeler, PosteriorStacker, VoteStacker
-
-        if name == "stacker":
-            return VoteStacker()
-        if name == "posterior_stacker":
-            return PosteriorStacker(base=self.base_, base_model=gold_free)
-        if name == "best_labeler":
-            return BestLabeler()
-        temperature = self.temperature  # with gold: the gold-free base's, found once for all fits of that model
-        if temperature == "auto" and name == self.base_ and gold_free is not None:
-            temperature = gold_free.temperature_
-        if name == "snorkel_mc":  # the one model here with labeler families
-            return make_label_model(name, groups=self.groups, temperature=temperature)
-        if name == "dawid_skene" and self.base_ == "dawid_skene":  # tempered where it is the gold-free choice
-            return make_label_model(name, temperature=temperature)
-        return make_label_model(name)
+        return make_candidate(name, self.base_, gold_free, self.groups, self.temperature)
 
     def fit(self, votes, n_classes, gold=None, class_prior=None):
         k = check_n_classes(n_classes)
