@@ -8,7 +8,8 @@ For each generated set (benchmarks/synthetic_votes.py, 1500 items) and each draw
 other items. Prints the mean accuracy of each rule and its paired wins / losses against the shipped default
 (bootstrap, balanced_log_loss, 1 repeat). Further parts of a rule may name the base model
 ("select-balanced_log_loss-r1-snorkel_mc"; default: auto's own choice), the one-standard-error rule's width
-("-se0": pick the best CV score outright; default 1) and the CV folds ("-f10"; default 5). `--independent`
+("-se0": pick the best CV score outright; default 1), the CV folds ("-f10"; default 5) and the power of the
+bootstrap win shares ("-p0.5"; default: auto's). `--independent`
 uses the generated sets without labeler families (synthetic_votes.generate_independent). The WRENCH/prompted
 counterpart is `labelmodels_valid.py gold50`.
 """
@@ -48,6 +49,8 @@ def rule_params(rule: str) -> dict:
             params["min_gain_se"] = float(part[2:])
         elif part.startswith("f") and part[1:].isdigit():
             params["folds"] = int(part[1:])
+        elif part.startswith("p") and part[1:].replace(".", "", 1).isdigit():
+            params["share_power"] = float(part[1:])
         else:
             params["base"] = part
     return params

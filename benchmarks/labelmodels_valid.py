@@ -152,7 +152,8 @@ def gold50(bench, seeds: int, repeats: int = 5) -> dict:
     cand_scores: dict[str, list[float]] = {c: [] for c in CANDIDATES}
     shipped_variants = {"auto_default": AutoLabelModel,
                         "auto:min_gain_se=0": partial(AutoLabelModel, combine="select", min_gain_se=0.0),
-                        **{f"auto:combine={c}": partial(AutoLabelModel, combine=c) for c in COMBINES}}
+                        **{f"auto:combine={c}": partial(AutoLabelModel, combine=c) for c in COMBINES},
+                        **{f"auto:share_power={p:g}": partial(AutoLabelModel, share_power=p) for p in (1.0, 0.5, 0.33)}}
     auto_scores: dict[str, list[float]] = {v: [] for v in shipped_variants}
     for draw in range(seeds):
         rng = np.random.default_rng(100 + draw)

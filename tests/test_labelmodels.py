@@ -231,6 +231,11 @@ def test_bootstrap_weights_share_out_the_resamples_each_candidate_wins():
     np.testing.assert_array_equal(bootstrap_weights(close, seed=3), bootstrap_weights(close, seed=3))
     tied = np.zeros((3, 10))
     np.testing.assert_array_equal(bootstrap_weights(tied), [1.0, 0.0, 0.0])  # ties: the earlier candidate
+    shares = bootstrap_weights(close)
+    flat = bootstrap_weights(close, power=0.5)  # flattened toward equal weights, the order kept
+    np.testing.assert_allclose(flat, np.sqrt(shares) / np.sqrt(shares).sum())
+    assert abs(flat[0] - 0.5) < abs(shares[0] - 0.5) and (flat[0] > 0.5) == (shares[0] > 0.5)
+    np.testing.assert_array_equal(bootstrap_weights(clear, power=0.5), [0.0, 1.0, 0.0])  # never a non-winner
 
 
 def test_auto_bootstrap_mixes_the_candidates_it_cannot_tell_apart():
@@ -248,6 +253,8 @@ def test_auto_bootstrap_mixes_the_candidates_it_cannot_tell_apart():
     assert auto.report(votes)["selected"] == "bootstrap"
     with pytest.raises(ValueError, match="combine"):
         AutoLabelModel(combine="vote")
+    with pytest.raises(ValueError, match="share_power"):
+        AutoLabelModel(share_power=0)
 
 
 def test_auto_keeps_the_gold_free_base_unless_the_gold_clearly_prefers_another():
@@ -344,6 +351,8 @@ def test_auto_with_a_rare_class_does_not_pick_a_model_that_never_predicts_it():
     assert np.allclose(proba.sum(axis=1), 1) and np.isclose(pooled.class_prior_.sum(), 1)
     with pytest.raises(ValueError, match="combine"):
         AutoLabelModel(combine="vote")
+    with pytest.raises(ValueError, match="share_power"):
+        AutoLabelModel(share_power=0)
 
 
 # --- bad input ---------------------------------------------------------------------------------------------

@@ -63,13 +63,18 @@ def gold_free_method(votes, n_classes: int, min_density: float = MIN_DENSITY,
     return "snorkel_mc", diagnostics
 
 
-def bootstrap_weights(item_scores: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
-    """(C,) the share of Bayesian-bootstrap resamples of the items on which each candidate has the best mean
-    score (bootstrap model averaging); item_scores (C, N): candidate c's per-item CV score (`cv_item_scores`).
-    A resample weighs the items by Dirichlet(1, ..., 1); ties go to the earlier candidate."""
+def bootstrap_weights(item_scores: np.ndarray, n_resamples: int = 1000, seed: int = 0,
+                      power: float = 1.0) -> np.ndarray:
+    """(C,) bootstrap model averaging weights: the share of Bayesian-bootstrap resamples of the items on which
+    each candidate has the best mean score, raised to `power` and renormalized (power < 1 flattens them toward
+    equal weights for every candidate that wins a resample); item_scores (C, N): candidate c's per-item CV
+    score (`cv_item_scores`). A resample weighs the items by Dirichlet(1, ..., 1); ties go to the earlier
+    candidate."""
     rng = np.random.default_rng(seed)
     resampled = np.asarray(item_scores) @ rng.dirichlet(np.ones(item_scores.shape[1]), n_resamples).T  # (C, B)
-    return np.bincount(resampled.argmax(axis=0), minlength=len(item_scores)) / n_resamples
+    shares = np.bincount(resampled.argmax(axis=0), minlength=len(item_scores)) / n_resamples
+    flattened = shares ** power
+    return flattened / flattened.sum()
 
 
 def pool_weights(probas: list[list[np.ndarray]], y: np.ndarray, scoring: str, n_classes: int) -> np.ndarray:
@@ -182,13 +187,15 @@ class AutoLabelModel(LabelModel):
                  min_gold: int = 20, folds: int = 5, repeats: int = 1, scoring: str = "balanced_log_loss",
                  combine: str = "bootstrap", seed: int = 0, groups=None, temperature="auto",
                  min_density: float = MIN_DENSITY, max_dependence: float = MAX_DEPENDENCE,
-                 min_gain_se: float = 1.0):
+                 min_gain_se: float = 1.0, share_power: float = 0.5):
         if scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got '{scoring}'")
         if combine not in COMBINES:
             raise ValueError(f"combine must be one of {', '.join(COMBINES)}, got '{combine}'")
         if repeats < 1 or folds < 2:
             raise ValueError("repeats must be >= 1 and folds >= 2")
+        if not share_power > 0:
+            raise ValueError(f"share_power must be > 0, got {share_power}")
         self.base = base
         self.candidates = tuple(candidates)
         self.min_gold = min_gold
@@ -202,6 +209,7 @@ class AutoLabelModel(LabelModel):
         self.min_density = min_density
         self.max_dependence = max_dependence
         self.min_gain_se = min_gain_se
+        self.share_power = share_power
 
     def _make(self, name: str, gold_free: LabelModel | None = None) -> LabelModel:
         return make_candidate(name, self.base_, gold_free, self.groups, self.temperature)
@@ -243,7 +251,8 @@ class AutoLabelModel(LabelModel):
             if self.combine in ("pool", "bootstrap"):
                 w = (pool_weights([held_out[c] for c in self.candidates], gold[labeled], self.scoring, k)
                      if self.combine == "pool" else
-                     bootstrap_weights(np.stack([items[c] for c in self.candidates]), seed=self.seed))
+                     bootstrap_weights(np.stack([items[c] for c in self.candidates]), seed=self.seed,
+                                       power=self.share_power))
                 self.weights_ = {c: float(wc) for c, wc in zip(self.candidates, w) if wc >= 1e-3}
                 self.selected_ = self.combine
             else:
