@@ -149,9 +149,10 @@ class AutoLabelModel(LabelModel):
     posteriors on the gold items by `repeats` times repeated `folds`-fold cross-validation (fitted on all
     votes with the other folds' gold), and `cv_item_scores` gives each candidate's per-item `scoring`.
     `combine="bootstrap"` (default): bootstrap model averaging; each candidate's weight is the share of
-    Bayesian-bootstrap resamples of the gold items on which it has the best mean score (`bootstrap_weights`),
-    and the candidates with weight >= 0.001 are refitted with all the gold and their posteriors mixed: 50 gold
-    items rarely tell the candidates apart, and mixing the close ones is steadier than betting on one.
+    Bayesian-bootstrap resamples of the gold items on which it has the best mean score, raised to
+    `share_power` and renormalized (`bootstrap_weights`), and the candidates with weight >= 0.001 are
+    refitted with all the gold and their posteriors mixed: 50 gold items rarely tell the candidates apart,
+    and mixing the close ones is steadier than betting on one.
     `combine="select"`: the candidate with the best mean score (ties: the earlier one) is refitted with all
     the gold, if it beats the base model by more than `min_gain_se` standard errors of the paired per-item
     score difference (`beats_by_se`); else the base model is kept (the one-standard-error rule).
@@ -172,7 +173,9 @@ class AutoLabelModel(LabelModel):
     where the accuracy metric rewards answering the majority class everywhere. 5 repeats did not help.
     Combining (50 gold items; valid splits / 40 generated family sets / 40 independent ones, BENCHMARKS.md,
     session 12, with the gold-class guards): the best CV score outright 0.629 / 0.783 / 0.865; with the one-SE
-    rule (`min_gain_se` = 1, the textbook value) 0.640 / 0.782 / 0.869; bootstrap averaging 0.644 / 0.791 / 0.873.
+    rule (`min_gain_se` = 1, the textbook value) 0.640 / 0.782 / 0.869; bootstrap averaging by the win shares
+    0.644 / 0.791 / 0.873, by their square roots (`share_power` = 0.5, session 13) 0.649 / 0.795 / 0.874 (0.33:
+    0.647 / 0.798 / 0.874).
     `max_dependence` = 0.05 and `min_density` = 0.5 were chosen on generated dense votes
     (benchmarks/synthetic_votes.py: 40 sets with labeler families, 40 without), see BENCHMARKS.md; the WRENCH
     and prompted sets (vote density 0.01-0.26) keep snorkel_mc. `report` measures the labelers against this
