@@ -15,7 +15,8 @@ valid items, and its repeated-CV out-of-fold posteriors on the 50 are kept; each
 "auto_default" is AutoLabelModel() as shipped (balanced_log_loss/r1/C1, bootstrap model averaging),
 "auto:combine=<c>" AutoLabelModel(combine=c) ("select": keep the gold-free base unless the best candidate beats
 it by one standard error), "auto:min_gain_se=0" AutoLabelModel(combine="select", min_gain_se=0) (the best CV
-score outright, as the rules above). estimates: each variant fitted as in
+score outright, as the rules above), "auto:share_power=<p>" AutoLabelModel(share_power=p) (bootstrap weights =
+win shares ** p, renormalized). estimates: each variant fitted as in
 gold0; the mean absolute difference between its reported labeler accuracies (`report`) and each labeler's
 accuracy measured on the valid items it votes on (labelers with >= 20 votes). calibration: each variant fitted
 as in gold0; ECE, NLL and accuracy of its posterior on the valid items some labeler covers. In gold0, estimates
