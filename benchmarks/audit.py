@@ -81,7 +81,8 @@ def bench_dataset(name: str, path: Path, method: str, subsets: int, n_gold: int,
 
     knn0, emb = None, None
     if neighbors and data.text is not None:
-        from pipeline.neighbors import embed_texts, knn_label_distribution
+        from pipeline.neighbors.embed import embed_texts
+        from pipeline.neighbors.index import knn_label_distribution
 
         emb = embed_texts(list(data.text), "default", progress=False)
         knn0 = knn_label_distribution(emb, proba0, np.ones(n, bool))

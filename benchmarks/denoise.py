@@ -29,7 +29,7 @@ from pipeline.config import parse_config  # noqa: E402
 from pipeline.data import mark_entities  # noqa: E402
 from pipeline.denoise.guard import harmful, kept_label_agreement  # noqa: E402
 from pipeline.metrics import accuracy, expected_calibration_error  # noqa: E402
-from pipeline.runner import proba_columns, run_pipeline  # noqa: E402
+from pipeline.run import proba_columns, run_pipeline  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets"
 DENOISERS = ["none", "knn", "confident-learning", "sidyp"]
@@ -151,13 +151,8 @@ def scale(n: int, dim: int, n_classes: int, k: int, seed: int) -> dict:
 
     import faiss
 
-    from pipeline.neighbors import (
-        candidate_sets,
-        choose_index_kind,
-        clean_by_confidence,
-        ivf_join_search,
-        knn_label_distribution,
-    )
+    from pipeline.neighbors.dynamics import candidate_sets, clean_by_confidence
+    from pipeline.neighbors.index import choose_index_kind, ivf_join_search, knn_label_distribution
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     rng = np.random.default_rng(seed)

@@ -176,10 +176,10 @@ def main() -> None:
         return
     import torch
 
-    from pipeline.models import sentence_pooling
-    from pipeline.train import (
+    from pipeline.encoders import sentence_pooling
+    from pipeline.train.search import train_classifier
+    from pipeline.train.trainer import (
         encoder_states,
-        fine_tune,
         head_logits,
         load_classifier,
         predict_logits,
@@ -256,7 +256,7 @@ def main() -> None:
                           **({"select_by": args.select_by} if args.select_by else {}))
         start = time.perf_counter()
         feats = (features[name]["train"], features[name]["valid"]) if args.mode == "head" else None
-        clf = fine_tune(d["train"]["texts"], targets, weights, d["classes"], cfg, valid_texts=d["valid"]["texts"],
+        clf = train_classifier(d["train"]["texts"], targets, weights, d["classes"], cfg, valid_texts=d["valid"]["texts"],
                         valid_labels=valid_labels, seed=seed, progress=False, features=feats,
                         valid_targets=d["valid"]["targets"])
         if args.mode == "head":
@@ -315,7 +315,8 @@ def time_full_epoch(name: str, d: dict, args, precision: str = "auto") -> dict:
     the whole split; with the peak GPU memory and the test accuracy after that one epoch."""
     import torch
 
-    from pipeline.train import fine_tune, predict_logits
+    from pipeline.train.search import train_classifier
+    from pipeline.train.trainer import predict_logits
 
     covered = np.flatnonzero(d["train"]["weights"] > 0)
     n = min(args.full_timing, len(covered))
@@ -325,7 +326,7 @@ def time_full_epoch(name: str, d: dict, args, precision: str = "auto") -> dict:
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    clf = fine_tune([d["train"]["texts"][i] for i in pick], d["train"]["targets"][pick],
+    clf = train_classifier([d["train"]["texts"][i] for i in pick], d["train"]["targets"][pick],
                     d["train"]["weights"][pick], d["classes"], cfg, seed=0, progress=False)
     pred = predict_logits(clf, d["test"]["texts"], batch_size=128, progress=False).argmax(axis=1)
     return {"dataset": name, "mode": "full", "loss": "ce", "mixed_precision": precision, "items_timed": int(n),

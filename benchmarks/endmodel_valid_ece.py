@@ -65,7 +65,8 @@ def main() -> None:
 
     import torch
 
-    from pipeline.train import fine_tune, head_logits
+    from pipeline.train.search import train_classifier
+    from pipeline.train.trainer import head_logits
 
     torch.set_num_threads(1)
     temperatures = np.exp(np.linspace(np.log(0.2), np.log(20), 200))
@@ -76,7 +77,7 @@ def main() -> None:
         y = d["valid"]["gold"]
         for loss in args.losses:
             for seed in range(args.seeds):
-                clf = fine_tune(d["train"]["texts"], d["train"]["targets"], d["train"]["weights"], d["classes"],
+                clf = train_classifier(d["train"]["texts"], d["train"]["targets"], d["train"]["weights"], d["classes"],
                                 TrainConfig(mode="head", pooling=args.pooling, loss=loss, entity_pooling="off"),
                                 valid_texts=d["valid"]["texts"], valid_labels=y, seed=seed, progress=False,
                                 features=(train_x, valid_x))

@@ -9,7 +9,7 @@ With a gold seed, 50 items are drawn from the valid split (babe and llmbar: from
 not scored), added to the fit set with their gold label, averaged over `--seeds` draws (the anchors that
 cannot use gold, snorkel_mv and crowd-kit GLAD, are fitted once, without the seed items). `--smoke` runs
 wrench/youtube (400 training items) with one gold-seed draw, in seconds. `--synthetic N` adds N generated
-dense sets (benchmarks/synthetic_votes.py; all items scored, gold seeds drawn from them, as for babe).
+dense sets (pipeline/labelmodels/synthetic.py; all items scored, gold seeds drawn from them, as for babe).
 `--groups` gives our snorkel_mc-based models the labeler families the data names (llmbar: the judge model;
 the generated sets: their families); off by default, see BENCHMARKS.md. `--methods ours:` runs a subset.
 Single-threaded BLAS and torch, so that fit times compare.
@@ -106,8 +106,8 @@ def load_llmbar(name: str, root: Path = DATA) -> Bench:
 
 def load_synthetic(name: str) -> Bench:
     """"synthetic/dense-<seed>" (labeler families) or "synthetic/independent-<seed>" (none): generated dense
-    votes (benchmarks/synthetic_votes.py), scored like babe."""
-    from synthetic_votes import generate_independent, generate_with_families
+    votes (pipeline/labelmodels/synthetic.py), scored like babe."""
+    from pipeline.labelmodels.synthetic import generate_independent, generate_with_families
 
     seed = int(name.rsplit("-", 1)[1])
     if name.startswith("synthetic/independent-"):

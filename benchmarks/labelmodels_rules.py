@@ -3,14 +3,14 @@
 Usage: python benchmarks/labelmodels_rules.py --json OUT [--sets 40] [--draws 5] [--rules select-balanced_log_loss-r1,...]
        [--independent]
 
-For each generated set (benchmarks/synthetic_votes.py, 1500 items) and each draw of 50 gold items (seeds
+For each generated set (pipeline/labelmodels/synthetic.py, 1500 items) and each draw of 50 gold items (seeds
 100..), every rule (combine x scoring x CV repeats) fits `AutoLabelModel` with that gold and is scored on the
 other items. Prints the mean accuracy of each rule and its paired wins / losses against the shipped default
 (bootstrap, balanced_log_loss, 1 repeat). Further parts of a rule may name the base model
 ("select-balanced_log_loss-r1-snorkel_mc"; default: auto's own choice), the one-standard-error rule's width
 ("-se0": pick the best CV score outright; default 1), the CV folds ("-f10"; default 5) and the power of the
 bootstrap win shares ("-p0.5"; default: auto's). `--independent`
-uses the generated sets without labeler families (synthetic_votes.generate_independent). The WRENCH/prompted
+uses the generated sets without labeler families (synthetic.generate_independent). The WRENCH/prompted
 counterpart is `labelmodels_valid.py gold50`.
 """
 
@@ -32,9 +32,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from synthetic_votes import generate, generate_independent  # noqa: E402
-
 from pipeline.labelmodels import AutoLabelModel  # noqa: E402
+from pipeline.labelmodels.synthetic import generate, generate_independent  # noqa: E402
 
 DEFAULT_RULE = "bootstrap-balanced_log_loss-r1"
 RULES = [f"{c}-{s}-r{r}" for c in ("bootstrap", "select", "pool") for s in ("balanced_log_loss", "log_loss")

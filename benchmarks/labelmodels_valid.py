@@ -20,7 +20,7 @@ win shares ** p, renormalized). estimates: each variant fitted as in
 gold0; the mean absolute difference between its reported labeler accuracies (`report`) and each labeler's
 accuracy measured on the valid items it votes on (labelers with >= 20 votes). calibration: each variant fitted
 as in gold0; ECE, NLL and accuracy of its posterior on the valid items some labeler covers. In gold0, estimates
-and calibration, `--synthetic N` adds N generated dense sets (benchmarks/synthetic_votes.py, fitted and scored
+and calibration, `--synthetic N` adds N generated dense sets (pipeline/labelmodels/synthetic.py, fitted and scored
 on all items).
 Metric as in benchmarks/labelmodels.py (spam F1 on the sms sets, else accuracy).
 """

@@ -51,7 +51,8 @@ def halves(n: int, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
 def run(args) -> None:
     import torch
 
-    from pipeline.train import fine_tune, head_logits, uses_entity_pooling
+    from pipeline.train.search import train_classifier
+    from pipeline.train.trainer import head_logits, uses_entity_pooling
 
     torch.set_num_threads(1)
     root, results = Path(args.data_root), []
@@ -71,7 +72,7 @@ def run(args) -> None:
                 cfg = TrainConfig(mode="head", loss=loss, select_by=args.select_by, valid_labels=args.valid,
                                   entity_pooling=args.entity_pooling)
                 start = time.perf_counter()
-                clf = fine_tune(d["train"]["texts"], d["train"]["targets"], d["train"]["weights"], d["classes"], cfg,
+                clf = train_classifier(d["train"]["texts"], d["train"]["targets"], d["train"]["weights"], d["classes"], cfg,
                                 valid_texts=[d["valid"]["texts"][i] for i in a], valid_labels=select_labels[a], seed=seed,
                                 progress=False, features=(feats["train"], feats["valid"][a]),
                                 valid_targets=d["valid"]["targets"][a])

@@ -34,7 +34,7 @@ def run(config: Path = typer.Argument(None, help="Run config (YAML). Without it,
         until: str = typer.Option(None, help="Stop after this stage.")) -> None:
     """Run the pipeline: label -> aggregate -> neighbors -> denoise -> train -> evaluate."""
     from .config import load_config
-    from .runner import run_pipeline
+    from .run import run_pipeline
 
     if config is None:
         if not DEMO_CONFIG.exists():
@@ -67,7 +67,7 @@ def predict(model: Path = typer.Argument(..., help="A run folder (runs/NAME) or 
             batch_size: int = typer.Option(64, min=1, help="Texts per batch."),
             no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar.")) -> None:
     """Calibrated class probabilities for new texts: adds pred, confidence and p_<class> columns."""
-    from .predict import predict_file
+    from .train.predict import predict_file
 
     try:
         out = predict_file(model, input, output, text_column=text_column, batch_size=batch_size,
@@ -160,14 +160,14 @@ def lf_analysis(target: Path = typer.Argument(..., help="A run config (YAML: run
     from rich.console import Console as _Console
     from rich.measure import Measurement
 
-    from .lfanalysis import analyze_run_folder, render_table
+    from .run.lfanalysis import analyze_run_folder, render_table
 
     try:
         if target.is_dir():
             folder = target
         elif target.is_file():
             from .config import load_config
-            from .runner import run_pipeline
+            from .run import run_pipeline
 
             folder = run_pipeline(load_config(target), progress=not no_progress and sys.stderr.isatty(),
                                   until="label")

@@ -125,7 +125,7 @@ class LLMLabeler:
         if self.select == "fixed":
             fixed = [self._shown(ex) for ex in self.examples[:shots]]
             return [fixed for _ in texts]
-        from pipeline.neighbors import embed_texts
+        from pipeline.neighbors.embed import embed_texts
 
         pool = embed_texts([ex["text"] for ex in self.examples], self.encoder, progress=False)
         emb = embed_texts(texts, self.encoder, progress=False)

@@ -352,7 +352,8 @@ def run_audit(data: AuditData, method: str | None = None, folds: int = 5, seed: 
 
     knn = None
     if neighbors and data.text is not None and len(data.items) > 1:
-        from ..neighbors import embed_texts, knn_label_distribution
+        from ..neighbors.embed import embed_texts
+        from ..neighbors.index import knn_label_distribution
 
         emb = embed_texts(list(data.text), encoder, progress=progress)
         knn = knn_label_distribution(emb, proba, np.ones(len(data.items), bool), k=k_neighbors)

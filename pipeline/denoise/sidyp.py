@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..neighbors import torch_threads, training_dynamics
+from ..encoders import torch_threads
+from ..neighbors.dynamics import training_dynamics
 from .base import DenoiseInputs, Refined
 
 

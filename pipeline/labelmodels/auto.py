@@ -177,7 +177,7 @@ class AutoLabelModel(LabelModel):
     0.644 / 0.791 / 0.873, by their square roots (`share_power` = 0.5, session 13) 0.649 / 0.795 / 0.874 (0.33:
     0.647 / 0.798 / 0.874).
     `max_dependence` = 0.05 and `min_density` = 0.5 were chosen on generated dense votes
-    (benchmarks/synthetic_votes.py: 40 sets with labeler families, 40 without), see BENCHMARKS.md; the WRENCH
+    (pipeline/labelmodels/synthetic.py: 40 sets with labeler families, 40 without), see BENCHMARKS.md; the WRENCH
     and prompted sets (vote density 0.01-0.26) keep snorkel_mc. `report` measures the labelers against this
     model's posterior. Learned: `base_` (the base model's name), `diagnostics_` (density, dependence),
     `selected_` ("bootstrap", "pool", or the chosen name), `cv_scores_` (dict), `weights_` (dict), `models_`

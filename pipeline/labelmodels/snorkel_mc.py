@@ -42,7 +42,7 @@ class MatrixCompletion(LabelModel):
     labelers known to err together): pairs inside a family are left out of the fit, like a labeler's pair with
     itself (they carry the family's shared errors, not evidence of accuracy), and each labeler's evidence in
     the posterior is divided by its family's size (n copies of one answer count once). None: every labeler is
-    its own family. On generated dense votes with known families (benchmarks/synthetic_votes.py, 40 sets) this
+    its own family. On generated dense votes with known families (pipeline/labelmodels/synthetic.py, 40 sets) this
     raised the mean accuracy from 0.743 to 0.760, on LLMBar (the judge models as families) it lowered it from
     0.582 to 0.568: so it is the user's call, off unless given. Families guessed from the votes did not help.
 
