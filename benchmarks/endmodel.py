@@ -19,7 +19,7 @@ point's training, valid scoring included).
     python benchmarks/endmodel.py --mode head --features runs/feat --full-timing 480 --json out.json
         # CPU: head grid on cached sentence embeddings (runs/feat/states-<pooling>-<max length>-<texts hash>.npz)
         # + one full-fine-tuning epoch of trec timed on 480 items (--full-timing 100000: the whole epoch)
-    python benchmarks/endmodel.py --json out.json --markdown             # the BENCHMARKS.md table
+    python benchmarks/endmodel.py --json out.json --markdown             # the per-run markdown table
 
 Rows are written to the JSON after each run, so an interrupted run keeps what it finished
 (`--time-budget` stops starting new runs after that many seconds). Runs are ordered seed-major.
@@ -123,7 +123,7 @@ def ece_floor(proba: np.ndarray, draws: int = 200, seed: int = 0) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", required=True, help="output JSON path (with --markdown: the JSON to read)")
-    ap.add_argument("--markdown", action="store_true", help="print the BENCHMARKS.md table of --json and exit")
+    ap.add_argument("--markdown", action="store_true", help="print the per-run markdown table of --json and exit")
     ap.add_argument("--mode", choices=["head", "full"], default="head")
     ap.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
     ap.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
