@@ -7,7 +7,7 @@ from scipy import linalg
 
 from .base import encode_votes
 
-# chosen on generated dense votes (pipeline/labelmodels/synthetic.py; BENCHMARKS.md, label models, session 10)
+# chosen on generated dense votes (pipeline/labelmodels/synthetic.py); figures: BENCHMARKS.md, "Label models"
 MIN_DENSITY = 0.5  # below it the votes are sparse labeling functions, whose coverage confounds the test
 MIN_LABELERS = 4  # any three labelers' pairwise covariances fit rank one: the test needs four
 MAX_DEPENDENCE = 0.05  # below it, labelers count as conditionally independent given the class

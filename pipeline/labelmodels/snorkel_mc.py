@@ -42,17 +42,16 @@ class MatrixCompletion(LabelModel):
     labelers known to err together): pairs inside a family are left out of the fit, like a labeler's pair with
     itself (they carry the family's shared errors, not evidence of accuracy), and each labeler's evidence in
     the posterior is divided by its family's size (n copies of one answer count once). None: every labeler is
-    its own family. On generated dense votes with known families (pipeline/labelmodels/synthetic.py, 40 sets) this
-    raised the mean accuracy from 0.743 to 0.760, on LLMBar (the judge models as families) it lowered it from
-    0.582 to 0.568: so it is the user's call, off unless given. Families guessed from the votes did not help.
+    its own family. Off unless given: it helped on generated dense votes with known families
+    (pipeline/labelmodels/synthetic.py) and hurt on LLMBar with its judge models as families, and families guessed
+    from the votes did not help (figures: BENCHMARKS.md and benchmarks/HISTORY.md, label models).
 
     `temperature` divides every labeler's log-likelihood in the posterior: "auto" (default) picks it without
     gold by how well the posterior without each labeler predicts that labeler's votes
     (`heldout_vote_temperature`); labelers that err together (dense LLM labelers) otherwise make the posterior
     near-certain where it is often wrong. With the uniform prior the labels stay the same, only the
-    confidence changes. On generated dense votes it lowered the posterior's log loss from 3.19 to 1.22
-    (better on 40 of 40 sets); on the WRENCH/prompted valid splits it kept T = 1 on six of seven sets
-    (prompted/sms: T = 3, log loss 1.22 -> 0.61). A number fixes it (1 = Snorkel's posterior).
+    confidence changes. Sparse labeling functions usually get T = 1; dense, correlated labelers a larger T
+    (figures: benchmarks/HISTORY.md, label models). A number fixes it (1 = Snorkel's posterior).
 
     `gold` anchors the estimate: the gold items' vote counts are added to mu's columns with `gold_weight`
     times their count, against `prior_strength` pseudo-items per class for the unsupervised estimate; the
@@ -103,7 +102,7 @@ class MatrixCompletion(LabelModel):
         tot = shares.sum(axis=1, keepdims=True)
         post = np.where(tot > 0, shares / np.maximum(tot, 1e-12), 0.0)
         prior = fixed
-        if prior is None and self.prior == "uniform":  # with gold too (a gold-mixed prior: valid 0.604 vs 0.633)
+        if prior is None and self.prior == "uniform":  # with gold too (a gold-mixed prior did worse on valid)
             prior = np.full(k, 1.0 / k)
         if prior is None:
             prior = (post.sum(axis=0) + 1.0) / (post.sum() + k)
