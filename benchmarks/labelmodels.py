@@ -11,7 +11,8 @@ cannot use gold, snorkel_mv and crowd-kit GLAD, are fitted once, without the see
 wrench/youtube (400 training items) with one gold-seed draw, in seconds. `--synthetic N` adds N generated
 dense sets (pipeline/labelmodels/synthetic.py; all items scored, gold seeds drawn from them, as for babe).
 `--groups` gives our snorkel_mc-based models the labeler families the data names (llmbar: the judge model;
-the generated sets: their families); off by default, see BENCHMARKS.md. `--methods ours:` runs a subset.
+the generated sets: their families); off by default, see benchmarks/HISTORY.md (label models, families).
+`--methods ours:` runs a subset.
 Single-threaded BLAS and torch, so that fit times compare.
 """
 

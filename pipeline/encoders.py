@@ -48,7 +48,7 @@ def sentence_pooling(name: str, setting: str = "auto") -> str:
     with; a folder without one (a plain Hugging Face encoder) gets mean pooling, the better frozen
     sentence feature of encoders not trained for [CLS] (Reimers & Gurevych 2019). A `Normalize` module
     is not applied: the head is linear, and on the unit sphere it learns more slowly at the same
-    learning rate (lower valid accuracy on trec, youtube and semeval; BENCHMARKS.md).
+    learning rate (lower valid accuracy on trec, youtube and semeval; benchmarks/HISTORY.md, end model).
     """
     if setting != "auto":
         return setting
