@@ -10,6 +10,8 @@ import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import log_softmax, softmax
 
+from .crossfit import cross_fit, fold_parts
+
 
 def scaled_proba(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """(N, K) softmax(logits / temperature)."""
@@ -50,12 +52,11 @@ def crossfit_nll(logits: np.ndarray, labels: np.ndarray, folds: int = 2, seed: i
         return float("nan")
     if len(known) < max(folds, 2):
         return nll(logits[known], labels[known], fit_temperature(logits[known], labels[known]))
-    parts = np.array_split(np.random.default_rng(seed).permutation(known), folds)
-    total = 0.0
-    for i, part in enumerate(parts):
-        rest = np.concatenate([p for j, p in enumerate(parts) if j != i])
-        total += nll(logits[part], labels[part], fit_temperature(logits[rest], labels[rest])) * len(part)
-    return float(total / len(known))
+
+    def part_nll(train: np.ndarray, part: np.ndarray) -> np.ndarray:
+        return np.full(len(part), nll(logits[part], labels[part], fit_temperature(logits[train], labels[train])))
+
+    return float(cross_fit(part_nll, fold_parts(known, folds, seed), len(labels))[known].mean())
 
 
 def fit_vector_scaling(logits: np.ndarray, labels: np.ndarray, l2: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:

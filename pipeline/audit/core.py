@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..crossfit import cross_fit, fold_parts
 from ..labelmodels import LABEL_MODELS, make_label_model
 from ..labelmodels.dependence import independence_diagnostics
 from . import stats
@@ -60,18 +61,12 @@ def cross_fitted_proba(method: str, votes: np.ndarray, gold: np.ndarray, n_class
 
     Rows of non-gold items are NaN. Folds are a seeded random split of the gold items.
     """
-    labeled = np.flatnonzero(gold >= 0)
-    out = None
-    order = np.random.default_rng(seed).permutation(labeled)
-    n_folds = max(2, min(folds, len(order)))
-    for part in np.array_split(order, n_folds):
+    def fit_predict(train: np.ndarray, part: np.ndarray) -> np.ndarray:
         masked = gold.copy()
         masked[part] = -1
-        proba = _fit(method, votes, n_classes, masked if (masked >= 0).any() else None, seed)
-        if out is None:
-            out = np.full_like(proba, np.nan)
-        out[part] = proba[part]
-    return out
+        return _fit(method, votes, n_classes, masked if (masked >= 0).any() else None, seed)[part]
+
+    return cross_fit(fit_predict, fold_parts(np.flatnonzero(gold >= 0), folds, seed), len(gold))
 
 
 def stack_features(votes: np.ndarray, base_proba: np.ndarray) -> np.ndarray:
@@ -109,19 +104,17 @@ def stacked_proba(votes: np.ndarray, base_proba: np.ndarray, gold: np.ndarray, f
 
     labeled = np.flatnonzero(gold >= 0)
     full = fit_predict(labeled)
-    oof = np.full_like(full, np.nan)
-    order = np.random.default_rng(seed).permutation(labeled)
-    parts = np.array_split(order, max(2, min(folds, len(order))))
-    for part in parts:
-        oof[part] = fit_predict(np.setdiff1d(labeled, part))[part]
+    parts = fold_parts(labeled, folds, seed)
+    oof = cross_fit(lambda train, part: fit_predict(np.sort(train))[part], parts, len(x))
     if not sharpen:
         return full, oof, 1.0
     t = stats.sharpening_temperature(oof[labeled], gold[labeled])
-    sharp = np.full_like(oof, np.nan)
-    for part in parts:
-        rest = np.setdiff1d(labeled, part)
-        sharp[part] = stats.apply_temperature(oof[part], stats.sharpening_temperature(oof[rest], gold[rest]))
-    return stats.apply_temperature(full, t), sharp, t
+
+    def sharpened(train: np.ndarray, part: np.ndarray) -> np.ndarray:
+        train = np.sort(train)
+        return stats.apply_temperature(oof[part], stats.sharpening_temperature(oof[train], gold[train]))
+
+    return stats.apply_temperature(full, t), cross_fit(sharpened, parts, len(x)), t
 
 
 def gold_posterior(method: str, votes: np.ndarray, proba_nogold: np.ndarray, gold: np.ndarray, folds: int = 5,

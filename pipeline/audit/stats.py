@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from ..calibration import fit_temperature, nll, scaled_proba
 from ..labelmodels.base import encode_votes, posterior_confusion
 
 
@@ -156,37 +157,29 @@ def shrink_toward_mean(d: np.ndarray, var: np.ndarray) -> np.ndarray:
 
 
 def apply_temperature(proba: np.ndarray, t: float) -> np.ndarray:
-    """(N, K) rows of `proba` (N, K) raised to the power t and renormalized: softmax(t * log p).
+    """(N, K) rows of `proba` (N, K) raised to the power t and renormalized: softmax(t * log p), i.e.
+    `calibration.scaled_proba` of the log-probabilities at temperature 1 / t.
 
     t > 1 sharpens, t = 1 leaves the rows as they are; for two classes it multiplies the logit by t.
     """
-    logp = t * np.log(np.clip(proba, 1e-12, 1.0))
-    logp -= logp.max(axis=1, keepdims=True)
-    out = np.exp(logp)
-    return out / out.sum(axis=1, keepdims=True)
+    return scaled_proba(np.log(np.clip(proba, 1e-12, 1.0)), 1.0 / t)
 
 
 def sharpening_temperature(proba: np.ndarray, y: np.ndarray, t_max: float = 10.0) -> float:
     """The temperature t in [1, t_max] that maximizes the likelihood of labels y (n,) under
-    `apply_temperature(proba, t)` (proba: (n, K), held-out predictions).
+    `apply_temperature(proba, t)` (proba: (n, K), held-out predictions): `calibration.fit_temperature` of the
+    log-probabilities, searched within [1 / t_max, 1].
 
     Sharpen-only: an L2-regularized logistic regression shrinks its logits toward zero, so its own
     miscalibration is underconfidence; a fitted t below 1 on a few held-out rows mostly reflects the noise
     of the fold models (regression dilution) and is not applied. Returns 1.0 with fewer than 2 rows.
     """
-    from scipy.optimize import minimize_scalar
-
     proba, y = np.asarray(proba, dtype=float), np.asarray(y, dtype=int)
     if len(y) < 2:
         return 1.0
-    rows = np.arange(len(y))
-
-    def nll(t: float) -> float:
-        return -float(np.log(np.clip(apply_temperature(proba, t)[rows, y], 1e-12, 1.0)).sum())
-
-    res = minimize_scalar(nll, bounds=(1.0, t_max), method="bounded", options={"xatol": 1e-3})
-    t = float(res.x)
-    return 1.0 if nll(1.0) <= nll(t) else t
+    logp = np.log(np.clip(proba, 1e-12, 1.0))
+    t = 1.0 / fit_temperature(logp, y, bounds=(1.0 / t_max, 1.0))
+    return 1.0 if nll(logp, y) <= nll(logp, y, 1.0 / t) else t
 
 
 def classical_mean(labeled: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> Interval:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..crossfit import cross_fit
 from .base import DenoiseInputs, Refined
 
 
@@ -18,12 +19,15 @@ def out_of_fold_proba(embeddings: np.ndarray, labels: np.ndarray, n_classes: int
 
     counts = np.bincount(labels, minlength=n_classes)
     folds = int(max(2, min(folds, counts[counts > 0].min()))) if (counts > 0).sum() > 1 else 2
-    out = np.zeros((len(labels), n_classes))
+    def fit_predict(train: np.ndarray, part: np.ndarray) -> np.ndarray:
+        train = np.sort(train)  # the splitter's order
+        clf = LogisticRegression(C=c, max_iter=2000).fit(embeddings[train], labels[train])
+        out = np.zeros((len(part), n_classes))
+        out[:, clf.classes_] = clf.predict_proba(embeddings[part])
+        return out
+
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for fit_idx, pred_idx in splitter.split(embeddings, labels):
-        clf = LogisticRegression(C=c, max_iter=2000).fit(embeddings[fit_idx], labels[fit_idx])
-        out[np.ix_(pred_idx, clf.classes_)] = clf.predict_proba(embeddings[pred_idx])
-    return out
+    return cross_fit(fit_predict, [part for _, part in splitter.split(embeddings, labels)], len(labels))
 
 
 def confident_learning_denoise(inputs: DenoiseInputs, action: str = "prune", folds: int = 5, c: float = 1.0,

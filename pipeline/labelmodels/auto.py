@@ -6,6 +6,7 @@ from functools import partial
 
 import numpy as np
 
+from ..crossfit import cross_fit, fold_parts
 from .base import LabelModel, check_gold, check_groups, check_n_classes, encode_votes
 from .dependence import MAX_DEPENDENCE, MIN_DENSITY, independence_diagnostics
 
@@ -101,16 +102,13 @@ def held_out_posteriors(make, votes: np.ndarray, n_classes: int, gold: np.ndarra
     """Cross-validated posteriors on the gold items: one (G, K) array per repeat, rows in the order of the gold
     items (gold >= 0). `make()` gives a fresh label model; `splits[r]` are repeat r's folds of gold item indices.
     Each fold's rows come from a model fitted on all votes (N, M) with the other folds' gold."""
+    def fit_predict(train: np.ndarray, part: np.ndarray) -> np.ndarray:
+        masked = gold.copy()
+        masked[part] = -1
+        return make().fit(votes, n_classes, gold=masked, class_prior=class_prior).predict_proba(votes[part])
+
     labeled = np.flatnonzero(gold >= 0)
-    out = []
-    for parts in splits:
-        proba = np.zeros((len(gold), n_classes))
-        for part in parts:
-            masked = gold.copy()
-            masked[part] = -1
-            proba[part] = make().fit(votes, n_classes, gold=masked, class_prior=class_prior).predict_proba(votes[part])
-        out.append(proba[labeled])
-    return out
+    return [cross_fit(fit_predict, parts, len(gold))[labeled] for parts in splits]
 
 
 def make_candidate(name: str, base: str, gold_free: LabelModel | None = None, groups=None,
@@ -242,8 +240,7 @@ class AutoLabelModel(LabelModel):
             self.weights_ = {self.base_: 1.0}
         else:
             rng = np.random.default_rng(self.seed)
-            splits = [np.array_split(rng.permutation(labeled), min(self.folds, len(labeled)))
-                      for _ in range(self.repeats)]
+            splits = [fold_parts(labeled, self.folds, rng) for _ in range(self.repeats)]
             held_out, items = {}, {}
             for name in self.candidates:
                 held_out[name] = held_out_posteriors(partial(self._make, name, gold_free), votes, k, gold, splits,

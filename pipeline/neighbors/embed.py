@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..artifacts import write_npy
+
 
 def embed_texts(texts: list[str], model: str, batch_size: int = 64, cache_dir: Path | None = None,
                 chunk_size: int = 2048, progress: bool = True) -> np.ndarray:
@@ -37,9 +39,6 @@ def embed_texts(texts: list[str], model: str, batch_size: int = 64, cache_dir: P
                               convert_to_numpy=True, show_progress_bar=progress and len(starts) < 2)
         vecs = vecs.astype(np.float32)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, vecs)
-            tmp.replace(path)
+            write_npy(vecs, path)
         parts.append(vecs)
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)

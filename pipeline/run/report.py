@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from ..artifacts import write_text
 from ..calibration import reliability_svg
 
 _PAGE = """<!doctype html>
@@ -70,6 +71,4 @@ def render_report(name: str, metrics: dict, curves: dict, train: dict | None = N
 
 
 def write_report(path: Path, name: str, metrics: dict, curves: dict, train: dict | None = None) -> None:
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    tmp.write_text(render_report(name, metrics, curves, train))
-    tmp.replace(path)
+    write_text(render_report(name, metrics, curves, train), Path(path))

@@ -19,9 +19,9 @@ import pandas as pd
 import yaml
 
 from .. import __version__
+from ..artifacts import file_digest, fingerprint, write_json, write_parquet
 from ..config import RunConfig
 from ..data import LoadedItems, load_items
-from .artifacts import file_digest, fingerprint, write_json, write_parquet
 
 log = logging.getLogger("labelpipe")
 

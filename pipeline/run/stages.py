@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..artifacts import write_json, write_npy, write_parquet
 from ..calibration import reliability_bins, scaled_proba
 from ..denoise import DenoiseInputs, run_denoiser
 from ..labelmodels import FAMILY_AWARE, make_label_model
@@ -22,7 +23,6 @@ from ..neighbors.dynamics import (
 )
 from ..neighbors.embed import embed_texts
 from ..neighbors.index import knn_label_distribution
-from .artifacts import write_json, write_npy, write_parquet
 from .report import write_report
 from .runner import Run, Stage, lf_sources_digest, proba_columns
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..artifacts import atomic_write
 from ..data import is_entity_marked, read_table
 from ..errors import InputError, LabelpipeError
 from .trainer import MODEL_META, load_trained, predict_proba
@@ -42,15 +43,13 @@ def _format(path: Path) -> str:
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     path = Path(path)
     fmt = _format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if fmt == "csv":
-        frame.to_csv(tmp, index=False)
-    elif fmt == "jsonl":
-        frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    else:
-        frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        elif fmt == "jsonl":
+            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            frame.to_parquet(tmp, index=False)
 
 
 def predict_file(model: str | Path, input_path: str | Path, output_path: str | Path, text_column: str = "text",

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..artifacts import write_npy
 from ..calibration import crossfit_nll, fit_temperature, fit_vector_scaling, scaled_proba
 from ..config import TrainConfig
 from ..data import ENTITY_MARKERS, has_entity_markers
@@ -170,10 +171,7 @@ def encoder_states(model, tokenizer, texts: list[str], batch_size: int = 64, max
                         return_tensors="pt").to(device)
         states[batch] = model.pooled(**enc).float().cpu().numpy()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, states)
-        tmp.replace(path)
+        write_npy(states, path)
     return states
 
 

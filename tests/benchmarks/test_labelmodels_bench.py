@@ -1,4 +1,5 @@
-"""The label-model benchmark's smoke run: every method on wrench/youtube, output in the issue's JSON shape."""
+"""The label-model benchmarks: the smoke run (every method on wrench/youtube, output in the issue's JSON shape,
+with the anchors' libraries installed), the paired bootstrap, and the rules benchmark on one generated set."""
 
 import json
 from pathlib import Path
@@ -7,11 +8,10 @@ import numpy as np
 import pytest
 from conftest import load_benchmark, require_shared
 
-pytest.importorskip("snorkel")
-pytest.importorskip("crowdkit")
-
 
 def test_benchmark_smoke(tmp_path):
+    pytest.importorskip("snorkel")
+    pytest.importorskip("crowdkit")
     require_shared("wrench", "youtube")
     bench = load_benchmark("labelmodels")
     out = tmp_path / "lm.json"
@@ -43,3 +43,19 @@ def test_paired_bootstrap_interval():
     assert 0 < low < bench.score(y, better, None) - bench.score(y, same, None) < high
     low, high = bench.paired_bootstrap(y, same, better, 1)  # F1 of class 1, reversed order
     assert high < 0
+
+
+def test_rules_benchmark_smoke(tmp_path):
+    """benchmarks/labelmodels_rules.py on one generated set and one gold draw: the default rule and the asked one."""
+    import json
+
+    rules = load_benchmark("labelmodels_rules")
+    out = tmp_path / "rules.json"
+    rules.main(["--sets", "1", "--draws", "1", "--rules", "select-balanced_log_loss-r1-se0", "--json", str(out)])
+    summary = json.loads(out.read_text())["summary"]
+    assert set(summary) == {"bootstrap-balanced_log_loss-r1", "select-balanced_log_loss-r1-se0"}
+    assert summary["bootstrap-balanced_log_loss-r1"]["wins"] == 0
+    assert 0 < summary["select-balanced_log_loss-r1-se0"]["mean"] <= 1
+    assert rules.rule_params("select-log_loss-r3-snorkel_mc-se0.5-f10") == {
+        "combine": "select", "scoring": "log_loss", "repeats": 3, "base": "snorkel_mc", "min_gain_se": 0.5,
+        "folds": 10}

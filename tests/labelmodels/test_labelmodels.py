@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from conftest import load_benchmark
 
 from pipeline.labelmodels import LABEL_MODELS, AutoLabelModel, DawidSkene, MatrixCompletion, make_label_model
 from pipeline.labelmodels.auto import beats_by_se, bootstrap_weights, cv_item_scores, cv_score, make_candidate
@@ -516,22 +515,6 @@ def test_make_candidate_builds_auto_candidates_around_the_fitted_gold_free_base(
     assert make_candidate("snorkel_mc", "snorkel_mc", groups=[0, 0, 1, 2, 3, 4]).groups == [0, 0, 1, 2, 3, 4]
     assert isinstance(make_candidate("stacker", "snorkel_mc"), VoteStacker)
     assert isinstance(make_candidate("best_labeler", "snorkel_mc"), BestLabeler)
-
-def test_rules_benchmark_smoke(tmp_path):
-    """benchmarks/labelmodels_rules.py on one generated set and one gold draw: the default rule and the asked one."""
-    import json
-
-    rules = load_benchmark("labelmodels_rules")
-    out = tmp_path / "rules.json"
-    rules.main(["--sets", "1", "--draws", "1", "--rules", "select-balanced_log_loss-r1-se0", "--json", str(out)])
-    summary = json.loads(out.read_text())["summary"]
-    assert set(summary) == {"bootstrap-balanced_log_loss-r1", "select-balanced_log_loss-r1-se0"}
-    assert summary["bootstrap-balanced_log_loss-r1"]["wins"] == 0
-    assert 0 < summary["select-balanced_log_loss-r1-se0"]["mean"] <= 1
-    assert rules.rule_params("select-log_loss-r3-snorkel_mc-se0.5-f10") == {
-        "combine": "select", "scoring": "log_loss", "repeats": 3, "base": "snorkel_mc", "min_gain_se": 0.5,
-        "folds": 10}
-
 
 def test_report_gives_a_one_class_labeling_function_its_precision():
     """A labeling function that votes class 0 only: its reported accuracy is P(true = 0 | it votes), from the

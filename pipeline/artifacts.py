@@ -1,10 +1,12 @@
-"""Thin I/O for run artifacts: atomic writes and content fingerprints."""
+"""Thin I/O for artifacts and caches: atomic writes (a reader never sees half a file) and content fingerprints."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,26 +14,42 @@ import pandas as pd
 
 
 def atomic_path(path: Path) -> Path:
+    """The temporary file `atomic_write` writes before it replaces `path`."""
     return path.with_name(f".{path.name}.tmp")
 
 
-def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+@contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `path` in one step, on an error it is removed
+    and `path` is left as it was. Creates the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = atomic_path(path)
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_write(path) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 def write_json(obj, path: Path) -> None:
-    tmp = atomic_path(path)
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
+
+
+def write_text(text: str, path: Path) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_npy(array: np.ndarray, path: Path) -> None:
-    tmp = atomic_path(path)
-    with tmp.open("wb") as fh:
+    with atomic_write(path) as tmp, tmp.open("wb") as fh:
         np.save(fh, array)
-    os.replace(tmp, path)
 
 
 def _json_default(obj):
