@@ -157,7 +157,7 @@ class TrainConfig(Section):
     # in full mode (one fine-tuning per point). Parameters set in loss_params stay fixed and are not searched.
     loss_search: Literal["auto", "on", "off"] = "auto"
     # the grid, sklearn ParameterGrid style ({param: [values]} or a list of such dicts); null = the loss's
-    # default grid (pipeline.losses.LOSS_GRIDS)
+    # default grid (pipeline.train.losses.LOSS_GRIDS)
     loss_grid: dict[str, list[Any]] | list[dict[str, list[Any]]] | None = None
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(32, ge=1)

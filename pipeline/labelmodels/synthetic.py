@@ -14,8 +14,8 @@ with probability rho ~ U(0.5, 0.95), else answers on its own (skill + N(0, 0.1),
 probability ~ U(0, 0.25) says its favourite class whatever the item (position or class bias), and with
 probability ~ U(0, 0.05) gives no parseable answer (-1).
 
-`generate_independent`: the same kind of labeler without families (added in session 10, after the label-free
-`vote_dependence` of babe's LLMs, 0.003-0.015, fell below every family set's, 0.040-0.51): 5-20 labelers, each
+`generate_independent`: the same kind of labeler without families, the case of dense LLM annotators that answer
+independently given the item (see benchmarks/HISTORY.md for why it was added): 5-20 labelers, each
 its own model (skill ~ U(0.5, 0.95), own answers), a share ~ U(0, 0.3) of adversarial items, a favourite
 class said with probability ~ U(0, 0.5), no answer with probability ~ U(0, 0.05).
 """
